@@ -1,0 +1,267 @@
+//! Records shared by the kernel programs and userspace: the wire format of the ring
+//! buffer and the configuration userspace hands to the programs.
+//! Fixed-width integers, explicit padding, no `bool`, no enums on the wire: every
+//! record starts with an [`EventHeader`] whose `kind` userspace checks before it
+//! reads anything else.
+#![no_std]
+
+/// Bytes of a process name (`comm`), as the kernel stores it.
+pub const TASK_COMM_LEN: usize = 16;
+/// Bytes of a process's argument block copied at exec (NUL-separated).
+pub const ARGV_CAPTURE: usize = 256;
+/// Bytes of a segment's payload copied for the userspace parsers.
+pub const PAYLOAD_CAPTURE: usize = 2048;
+/// Payload-bearing segments copied per direction of a TCP connection (the
+/// handshake and the first request/response lines live in the first few).
+pub const TCP_SEGMENTS_CAPTURED: u64 = 4;
+/// Datagrams copied per direction of a UDP socket (DNS queries and answers).
+pub const UDP_DATAGRAMS_CAPTURED: u64 = 16;
+
+/// `EventHeader::kind` values.
+pub mod kind {
+    pub const EXEC: u32 = 1;
+    pub const FORK: u32 = 2;
+    pub const EXIT: u32 = 3;
+    pub const CONNECT: u32 = 4;
+    pub const TCP_STATE: u32 = 5;
+    pub const TCP_RETRANSMIT: u32 = 6;
+    pub const TCP_RESET: u32 = 7;
+    pub const SKB_DROP: u32 = 8;
+    pub const PAYLOAD: u32 = 9;
+}
+
+/// `ProcessEntry::state` values.
+pub mod process_state {
+    /// Not part of a build, but a Go command it execs starts a build (the command
+    /// `gomod-trace run` started, and its descendants).
+    pub const SCOPE: u32 = 1;
+    /// Part of a build: every socket it opens is traced.
+    pub const TRACKED: u32 = 2;
+}
+
+/// `ConnectRecord::hook` values.
+pub mod hook {
+    pub const CONNECT: u16 = 1;
+    pub const SENDMSG: u16 = 2;
+}
+
+/// `PayloadRecord::direction` values.
+pub mod direction {
+    pub const EGRESS: u16 = 1;
+    pub const INGRESS: u16 = 2;
+}
+
+/// Value of the `PROCESSES` map, keyed by thread-group id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcessEntry {
+    pub state: u32,
+    /// Thread-group id of the build's root `go` process (0 for SCOPE entries).
+    pub build: u32,
+}
+
+/// Value of the `SOCKETS` map, keyed by socket cookie: per-connection counters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketEntry {
+    pub pid: u32,
+    pub build: u32,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub segments_sent: u64,
+    pub segments_received: u64,
+    /// Segments whose payload was copied (64-bit: the BPF target's only atomics).
+    pub captured_sent: u64,
+    pub captured_received: u64,
+}
+
+/// Offsets of kernel struct fields, read by userspace from /sys/kernel/btf/vmlinux.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_exit_code: u32,
+    pub task_mm: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub sock_cookie: u32,
+    pub sock_err: u32,
+    pub skb_sk: u32,
+    pub _pad: u32,
+}
+
+/// Offsets of tracepoint fields, read by userspace from tracefs format files.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TracepointOffsets {
+    pub fork_child_pid: u32,
+    pub state_skaddr: u32,
+    pub state_oldstate: u32,
+    pub state_newstate: u32,
+    pub state_sport: u32,
+    pub state_dport: u32,
+    pub state_family: u32,
+    pub state_protocol: u32,
+    pub state_saddr: u32,
+    pub state_daddr: u32,
+    pub state_saddr_v6: u32,
+    pub state_daddr_v6: u32,
+    pub retransmit_skaddr: u32,
+    pub retransmit_state: u32,
+    pub reset_skaddr: u32,
+    pub kfree_skbaddr: u32,
+    pub kfree_rx_sk: u32,
+    pub kfree_reason: u32,
+}
+
+/// The one entry of the `CONFIG` array map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeConfig {
+    /// `comm` of the Go command (NUL-padded): an exec of it starts a build.
+    pub go_comm: [u8; TASK_COMM_LEN],
+    /// 1: only Go commands exec'd by SCOPE processes start builds; 0: every one.
+    pub scoped: u32,
+    /// 1 once userspace has filled the offsets; the programs do nothing before.
+    pub ready: u32,
+    pub kernel: KernelOffsets,
+    pub tracepoints: TracepointOffsets,
+    /// 1 when tracepoint `kfree_skb` has an `rx_sk` field.
+    pub kfree_has_rx_sk: u32,
+    pub _pad: u32,
+}
+
+/// Start of every ring-buffer record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    pub kind: u32,
+    pub cpu: u32,
+    /// Per-CPU sequence number, counting reservations that failed too.
+    pub seq: u64,
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC).
+    pub ts_ns: u64,
+    /// Thread-group id and thread id of the current task; meaningless for events
+    /// raised in softirq context (socket events carry a cookie instead).
+    pub pid: u32,
+    pub tid: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecRecord {
+    pub header: EventHeader,
+    pub build: u32,
+    pub argv_len: u32,
+    pub comm: [u8; TASK_COMM_LEN],
+    pub argv: [u8; ARGV_CAPTURE],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ForkRecord {
+    pub header: EventHeader,
+    pub child: u32,
+    pub build: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExitRecord {
+    pub header: EventHeader,
+    /// `task_struct.exit_code`: a wait status (code << 8 | signal).
+    pub exit_code: i32,
+    pub build: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectRecord {
+    pub header: EventHeader,
+    pub cookie: u64,
+    pub build: u32,
+    /// AF_INET or AF_INET6.
+    pub family: u16,
+    /// IPPROTO_TCP or IPPROTO_UDP.
+    pub protocol: u16,
+    /// Destination port, host byte order.
+    pub port: u16,
+    pub hook: u16,
+    pub _pad: u32,
+    /// Destination address, network byte order; IPv4 in the first four bytes.
+    pub addr: [u8; 16],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TcpStateRecord {
+    pub header: EventHeader,
+    pub cookie: u64,
+    pub old_state: i32,
+    pub new_state: i32,
+    pub family: u16,
+    pub sport: u16,
+    pub dport: u16,
+    pub _pad: u16,
+    /// `sk_err` when the socket closes (0 otherwise).
+    pub sk_err: i32,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub _pad2: u32,
+    /// Counters of the connection, filled when it closes.
+    pub counters: SocketEntry,
+}
+
+/// Retransmit, reset and drop signals on a tracked TCP socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SocketSignalRecord {
+    pub header: EventHeader,
+    pub cookie: u64,
+    /// TCP state for retransmits and resets, the drop reason for drops.
+    pub value: u32,
+    pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PayloadRecord {
+    pub header: EventHeader,
+    pub cookie: u64,
+    pub direction: u16,
+    /// IPPROTO_TCP or IPPROTO_UDP.
+    pub protocol: u16,
+    /// Payload bytes the segment carried.
+    pub segment_len: u32,
+    /// Of those, bytes copied into `data`.
+    pub captured_len: u32,
+    pub _pad: u32,
+    pub data: [u8; PAYLOAD_CAPTURE],
+}
+
+macro_rules! assert_size {
+    ($t:ty, $n:expr) => {
+        const _: () = assert!(core::mem::size_of::<$t>() == $n);
+    };
+}
+assert_size!(EventHeader, 32);
+assert_size!(ProcessEntry, 8);
+assert_size!(SocketEntry, 56);
+assert_size!(KernelOffsets, 32);
+assert_size!(TracepointOffsets, 72);
+assert_size!(ProbeConfig, 136);
+assert_size!(ExecRecord, 32 + 8 + 16 + 256);
+assert_size!(ForkRecord, 40);
+assert_size!(ExitRecord, 40);
+assert_size!(ConnectRecord, 32 + 24 + 16);
+assert_size!(TcpStateRecord, 32 + 8 + 8 + 8 + 4 + 32 + 4 + 56);
+assert_size!(SocketSignalRecord, 48);
+assert_size!(PayloadRecord, 32 + 24 + 2048);
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+    // SAFETY: plain `#[repr(C)]` data with explicit padding and no pointers.
+    unsafe impl aya::Pod for ProcessEntry {}
+    unsafe impl aya::Pod for SocketEntry {}
+    unsafe impl aya::Pod for ProbeConfig {}
+}

@@ -1,0 +1,131 @@
+//! Which processes belong to a build: `sched:sched_process_exec`, `_fork`, `_exit`.
+//! A build starts when a SCOPE process (or, unscoped, any process) execs the Go
+//! command; everything a build's process forks belongs to the same build.
+use aya_ebpf::{
+    EbpfContext as _,
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, generated},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use aya_log_ebpf::info;
+use gomod_trace_ebpf::{
+    ARGV_CAPTURE, ExecRecord, ExitRecord, ForkRecord, ProcessEntry, kind, process_state,
+};
+
+use crate::wire::{PROCESSES, config, read_kernel, reserve};
+
+#[tracepoint]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    let _ = on_exec(&ctx);
+    0
+}
+
+fn on_exec(ctx: &TracePointContext) -> Option<()> {
+    let tgid = ctx.tgid();
+    // SAFETY: copied out at once.
+    let entry = unsafe { PROCESSES.get(&tgid) }.copied();
+    let build = match entry {
+        Some(ProcessEntry { state: process_state::TRACKED, build }) => build,
+        entry => {
+            let config = config()?;
+            if entry.is_none() && config.scoped == 1 {
+                return None;
+            }
+            let comm = bpf_get_current_comm().ok()?;
+            if comm != config.go_comm {
+                return None;
+            }
+            let entry = ProcessEntry { state: process_state::TRACKED, build: tgid };
+            PROCESSES.insert(&tgid, &entry, 0).ok()?;
+            info!(ctx, "build {} started", tgid);
+            tgid
+        }
+    };
+    let offsets = config()?.kernel;
+    let mut record = reserve::<ExecRecord>(kind::EXEC)?;
+    let r = record.as_mut_ptr();
+    // SAFETY: `r` points at the reserved record; fields are written before submit.
+    unsafe {
+        (*r).build = build;
+        (*r).comm = bpf_get_current_comm().unwrap_or_default();
+        (*r).argv_len = 0;
+        let task = bpf_get_current_task();
+        let mm = read_kernel::<u64>(task, offsets.task_mm).unwrap_or(0);
+        if mm != 0 {
+            let start = read_kernel::<u64>(mm, offsets.mm_arg_start).unwrap_or(0);
+            let end = read_kernel::<u64>(mm, offsets.mm_arg_end).unwrap_or(0);
+            let dst = core::ptr::addr_of_mut!((*r).argv) as *mut core::ffi::c_void;
+            // The whole window first (arguments are followed by the environment on
+            // the stack, so it is there); the first string alone if that fails.
+            if generated::bpf_probe_read_user(dst, ARGV_CAPTURE as u32, start as *const _) == 0 {
+                (*r).argv_len = end.saturating_sub(start).min(ARGV_CAPTURE as u64) as u32;
+            } else {
+                let n = generated::bpf_probe_read_user_str(
+                    dst,
+                    ARGV_CAPTURE as u32,
+                    start as *const _,
+                );
+                if n > 0 {
+                    (*r).argv_len = n as u32;
+                }
+            }
+        }
+    }
+    record.submit(0);
+    Some(())
+}
+
+#[tracepoint]
+pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+    let _ = on_fork(&ctx);
+    0
+}
+
+fn on_fork(ctx: &TracePointContext) -> Option<()> {
+    // SAFETY: copied out at once.
+    let entry = unsafe { PROCESSES.get(&ctx.tgid()) }.copied()?;
+    let offsets = config()?.tracepoints;
+    // SAFETY: offset from the tracepoint's format file.
+    let child = unsafe { ctx.read_at::<i32>(offsets.fork_child_pid as usize) }.ok()? as u32;
+    PROCESSES.insert(&child, &entry, 0).ok()?;
+    if entry.state == process_state::TRACKED {
+        let mut record = reserve::<ForkRecord>(kind::FORK)?;
+        let r = record.as_mut_ptr();
+        // SAFETY: reserved record.
+        unsafe {
+            (*r).child = child;
+            (*r).build = entry.build;
+        }
+        record.submit(0);
+    }
+    Some(())
+}
+
+#[tracepoint]
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    let _ = on_exit(&ctx);
+    0
+}
+
+fn on_exit(_ctx: &TracePointContext) -> Option<()> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    // Keyed by thread id: threads of tracked processes have entries of their own.
+    // SAFETY: copied out at once.
+    let entry = unsafe { PROCESSES.get(&tid) }.copied()?;
+    let _ = PROCESSES.remove(&tid);
+    if tid != tgid || entry.state != process_state::TRACKED {
+        return None;
+    }
+    let offsets = config()?.kernel;
+    let mut record = reserve::<ExitRecord>(kind::EXIT)?;
+    let r = record.as_mut_ptr();
+    // SAFETY: reserved record.
+    unsafe {
+        let task = bpf_get_current_task();
+        (*r).exit_code = read_kernel::<i32>(task, offsets.task_exit_code).unwrap_or(-1);
+        (*r).build = entry.build;
+    }
+    record.submit(0);
+    Some(())
+}

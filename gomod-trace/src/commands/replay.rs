@@ -1,0 +1,22 @@
+//! `gomod-trace replay`: recorded events in, timeline out, through the same
+//! correlator as a live run.
+use super::{EXIT_TRACER_ERROR, write_timeline};
+use crate::{cli::ReplayArgs, correlate::Correlator, record};
+
+pub fn replay(args: &ReplayArgs) -> i32 {
+    let events = match record::read(&args.events) {
+        Ok(events) => events,
+        Err(e) => {
+            eprintln!("gomod-trace: {e}");
+            return EXIT_TRACER_ERROR;
+        }
+    };
+    let timeline = Correlator::timeline(events);
+    match write_timeline(&timeline, &args.output) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("gomod-trace: {e}");
+            EXIT_TRACER_ERROR
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! `gomod-trace run -- COMMAND`: attach, start the command, collect the events of
+//! the builds it starts until it exits, then render their timelines. The command's
+//! exit status is ours; tracer errors never hide it.
+use std::{
+    os::unix::process::ExitStatusExt as _,
+    time::Duration,
+};
+
+use aya::maps::{MapData, RingBuf};
+use nix::{sys::signal::Signal, time::ClockId, unistd::Pid};
+use tokio::{io::unix::AsyncFd, signal::unix::{SignalKind, signal}};
+
+use super::{EXIT_TRACER_ERROR, write_timeline};
+use crate::{
+    cli::RunArgs,
+    correlate::Correlator,
+    decode::{DecodeContext, decode},
+    event::{Event, LossReason},
+    probe::{Probe, ProbeOptions},
+    record::Recorder,
+};
+
+/// How long to keep reading after the command exits: sockets of the build close
+/// (and their last events arrive) just after its processes exit.
+const SETTLE: Duration = Duration::from_millis(300);
+
+fn clock_ns(clock: ClockId) -> i128 {
+    clock.now().map_or(0, |t| i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec()))
+}
+
+/// The anchor that ties kernel timestamps to wall-clock time.
+pub fn clock_anchor() -> Event {
+    Event::Clock {
+        monotonic_ns: clock_ns(ClockId::CLOCK_MONOTONIC) as u64,
+        realtime_ns: clock_ns(ClockId::CLOCK_REALTIME),
+    }
+}
+
+/// Reads the events the kernel has written so far.
+struct Collector {
+    context: DecodeContext,
+    events: Vec<Event>,
+    /// Kernel reservations lost so far, as last read from the probe.
+    lost_seen: u64,
+    last_ts: u64,
+}
+
+impl Collector {
+    fn drain(&mut self, ring: &mut RingBuf<MapData>) {
+        while let Some(item) = ring.next() {
+            match decode(&item, &self.context) {
+                Ok(event) => {
+                    self.last_ts = self.last_ts.max(event.ts_ns());
+                    self.events.push(event);
+                }
+                Err(e) => {
+                    tracing::warn!("undecodable kernel record: {e}");
+                    self.events.push(Event::Lost { ts_ns: self.last_ts, count: 1, reason: LossReason::Undecodable });
+                }
+            }
+        }
+    }
+
+    /// Turns a rise of the kernel's lost counter into an event at this point of
+    /// the stream: the builds running now are incomplete.
+    fn check_lost(&mut self, probe: &Probe) {
+        match probe.lost() {
+            Ok(lost) if lost > self.lost_seen => {
+                self.events.push(Event::Lost {
+                    ts_ns: self.last_ts,
+                    count: lost - self.lost_seen,
+                    reason: LossReason::RingBufferFull,
+                });
+                self.lost_seen = lost;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+}
+
+fn status_code(status: std::process::ExitStatus) -> i32 {
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+pub async fn run(args: &RunArgs) -> i32 {
+    let options = ProbeOptions { go_command: args.go_command.clone(), scope: Some(std::process::id()) };
+    let mut probe = match Probe::attach(&options) {
+        Ok(probe) => probe,
+        Err(e) => {
+            eprintln!("gomod-trace: {e}");
+            return EXIT_TRACER_ERROR;
+        }
+    };
+    let mut recorder = match args.record.as_deref().map(Recorder::create).transpose() {
+        Ok(recorder) => recorder,
+        Err(e) => {
+            eprintln!("gomod-trace: {e}");
+            return EXIT_TRACER_ERROR;
+        }
+    };
+    let mut ring = match probe.take_events().map_err(|e| e.to_string()).and_then(|ring| {
+        // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd lives.
+        unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .map_err(|e| format!("cannot poll the ring buffer: {e}"))
+    }) {
+        Ok(ring) => ring,
+        Err(e) => {
+            eprintln!("gomod-trace: {e}");
+            return EXIT_TRACER_ERROR;
+        }
+    };
+    let mut collector = Collector {
+        context: DecodeContext { drop_reasons: probe.drop_reasons.clone() },
+        events: vec![clock_anchor()],
+        lost_seen: 0,
+        last_ts: 0,
+    };
+
+    let mut child = match tokio::process::Command::new(&args.command[0]).args(&args.command[1..]).spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("gomod-trace: cannot start {}: {e}", args.command[0]);
+            return if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
+        }
+    };
+    let child_pid = child.id().map(|id| Pid::from_raw(id as i32));
+    let (mut sigint, mut sigterm) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(i), Ok(t)) => (i, t),
+        _ => {
+            eprintln!("gomod-trace: cannot install signal handlers");
+            let _ = child.kill().await;
+            return EXIT_TRACER_ERROR;
+        }
+    };
+
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            guard = ring.readable_mut() => match guard {
+                Ok(mut guard) => {
+                    collector.drain(guard.get_inner_mut());
+                    guard.clear_ready();
+                    collector.check_lost(&probe);
+                    probe.flush_logs();
+                }
+                Err(e) => {
+                    eprintln!("gomod-trace: cannot read the ring buffer: {e}; waiting for the command");
+                    break child.wait().await;
+                }
+            },
+            // Ctrl-C reaches the command too (same process group): wait for it.
+            _ = sigint.recv() => {}
+            _ = sigterm.recv() => {
+                if let Some(pid) = child_pid {
+                    let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
+                }
+            }
+        }
+    };
+    let code = match status {
+        Ok(status) => status_code(status),
+        Err(e) => {
+            eprintln!("gomod-trace: cannot wait for {}: {e}", args.command[0]);
+            EXIT_TRACER_ERROR
+        }
+    };
+
+    tokio::time::sleep(SETTLE).await;
+    collector.drain(ring.get_mut());
+    collector.check_lost(&probe);
+    drop(ring);
+    drop(probe);
+
+    if let Some(mut recorder) = recorder.take() {
+        let written = collector.events.iter().try_for_each(|e| recorder.write(e)).and_then(|()| recorder.finish());
+        if let Err(e) = written {
+            eprintln!("gomod-trace: {e}");
+        }
+    }
+    let timeline = Correlator::timeline(collector.events);
+    if let Err(e) = write_timeline(&timeline, &args.output) {
+        eprintln!("gomod-trace: {e}");
+    }
+    code
+}

@@ -1,0 +1,216 @@
+//! Findings: what went wrong in a build, in plain words, with the spans that show
+//! it, the time it cost and what to change. One finding per kind and destination;
+//! the cost is the wall time covered by its spans (parallel attempts count once).
+use std::collections::BTreeMap;
+
+use super::state::{BuildState, SpanState};
+use crate::timeline::{Finding, Outcome, Severity, SpanKind, millis};
+
+/// Wall time covered by a set of intervals, in nanoseconds.
+fn covered_ns(mut intervals: Vec<(u64, u64)>) -> u64 {
+    intervals.sort_unstable();
+    let mut total = 0;
+    let mut current: Option<(u64, u64)> = None;
+    for (start, end) in intervals {
+        match current {
+            Some((s, e)) if start <= e => current = Some((s, e.max(end))),
+            Some((s, e)) => {
+                total += e - s;
+                current = Some((start, end));
+            }
+            None => current = Some((start, end)),
+        }
+    }
+    total + current.map_or(0, |(s, e)| e - s)
+}
+
+fn seconds(ns: u64) -> String {
+    format!("{:.1} s", ns as f64 / 1e9)
+}
+
+fn address(span: &SpanState) -> String {
+    match (span.addr, span.port) {
+        (Some(a), Some(p)) if a.is_ipv6() => format!("[{a}]:{p}"),
+        (Some(a), Some(p)) => format!("{a}:{p}"),
+        _ => "an unknown address".into(),
+    }
+}
+
+fn destination(span: &SpanState) -> String {
+    let addr = address(span);
+    match &span.host {
+        Some(host) => format!("{host} ({addr})"),
+        None => addr,
+    }
+}
+
+/// Did any connect to the same host (or address, when unnamed) succeed?
+fn recovered(build: &BuildState, failed: &SpanState) -> bool {
+    build.spans.iter().any(|s| {
+        s.kind == failed.kind
+            && s.outcome == Some(Outcome::Ok)
+            && s.port == failed.port
+            && match (&s.host, &failed.host) {
+                (Some(a), Some(b)) => a == b,
+                _ => s.addr == failed.addr,
+            }
+    })
+}
+
+struct Group {
+    spans: Vec<usize>,
+    recovered: bool,
+}
+
+pub fn findings(build: &BuildState, complete: bool) -> Vec<Finding> {
+    // (kind, destination) → spans, in a stable order.
+    let mut groups: BTreeMap<(&'static str, String), Group> = BTreeMap::new();
+    for (index, span) in build.spans.iter().enumerate() {
+        let Some(outcome) = span.outcome else { continue };
+        let kind = match (span.kind, outcome) {
+            (SpanKind::Connect, Outcome::Dropped) => "firewall_drop",
+            (SpanKind::Connect, Outcome::Refused) => "connect_refused",
+            (SpanKind::Connect, Outcome::Unreachable) => "host_unreachable",
+            (SpanKind::Connect, Outcome::Timeout) => "connect_timeout",
+            (SpanKind::Dns, Outcome::Nxdomain | Outcome::Servfail | Outcome::Timeout | Outcome::Error) => {
+                "dns_failure"
+            }
+            (SpanKind::Tls, Outcome::Alert | Outcome::Aborted) => "tls_handshake_failure",
+            (SpanKind::Tls, Outcome::Timeout) => "tls_timeout",
+            _ => continue,
+        };
+        if span.attrs.contains_key("unfinished") {
+            continue;
+        }
+        let key = match span.kind {
+            SpanKind::Dns => span.host.clone().unwrap_or_default(),
+            _ => destination(span),
+        };
+        let recovered = match span.kind {
+            // A search-list miss (name.suffix) is harmless when the name resolved.
+            SpanKind::Dns => build.spans.iter().any(|s| {
+                s.kind == SpanKind::Dns
+                    && s.outcome == Some(Outcome::Ok)
+                    && s.attrs.get("answers").and_then(|a| a.as_array()).is_some_and(|a| !a.is_empty())
+                    && match (&s.host, &span.host) {
+                        (Some(ok), Some(failed)) => failed == ok || failed.starts_with(&format!("{ok}.")),
+                        _ => false,
+                    }
+            }),
+            _ => recovered(build, span),
+        };
+        let group = groups.entry((kind, key)).or_insert(Group { spans: Vec::new(), recovered: true });
+        group.spans.push(index);
+        group.recovered &= recovered;
+    }
+
+    let mut findings: Vec<Finding> = groups
+        .into_iter()
+        .map(|((kind, key), group)| describe(build, kind, &key, &group))
+        .collect();
+    if !complete {
+        findings.push(Finding {
+            kind: "incomplete_trace".into(),
+            severity: Severity::Warning,
+            message: if build.started_late {
+                "tracing started after this build did: its first events are missing, so findings may be incomplete".into()
+            } else {
+                format!(
+                    "{} kernel events were lost while this build ran (ring buffer full): spans and findings may be missing",
+                    build.lost
+                )
+            },
+            remedy: "rerun the build under gomod-trace; if events are lost again, the host is too busy for the ring buffer (report it)".into(),
+            cost_ms: 0.0,
+            spans: Vec::new(),
+        });
+    }
+    findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(b.cost_ms.total_cmp(&a.cost_ms)));
+    findings
+}
+
+fn describe(build: &BuildState, kind: &'static str, key: &str, group: &Group) -> Finding {
+    let spans: Vec<&SpanState> = group.spans.iter().map(|&i| &build.spans[i]).collect();
+    let cost = covered_ns(spans.iter().map(|s| (s.start_ns, s.end_ns.unwrap_or(s.start_ns))).collect());
+    let n = spans.len();
+    let attempts = if n == 1 { "1 attempt".to_string() } else { format!("{n} attempts") };
+    let first = spans[0];
+    let retransmits: u64 = spans
+        .iter()
+        .filter_map(|s| s.attrs.get("syn_retransmits").and_then(|v| v.as_u64()))
+        .sum();
+    let (message, remedy) = match kind {
+        "firewall_drop" => {
+            let reason = first.attrs.get("drop_reason").and_then(|v| v.as_str()).unwrap_or("a drop");
+            (
+                format!(
+                    "{attempts} to connect to {key} were dropped by a firewall on this host ({reason}, {retransmits} SYN retransmits); the build waited {}",
+                    seconds(cost)
+                ),
+                format!("allow TCP to {key} in this host's firewall (nftables/iptables), or use a proxy that is reachable"),
+            )
+        }
+        "connect_timeout" => (
+            format!(
+                "{attempts} to connect to {key} got no answer ({retransmits} SYN retransmits): packets are silently dropped on the way (a firewall) or the host is down; the build waited {}",
+                seconds(cost)
+            ),
+            format!("check the network path to {key}: a firewall between this agent and the host, or the host itself"),
+        ),
+        "connect_refused" => (
+            format!("{attempts} to connect to {key} were refused (nothing listens there, or a firewall rejects with a reset)"),
+            format!("check that the service behind {key} is running and that the port in GOPROXY/GOSUMDB is right"),
+        ),
+        "host_unreachable" => {
+            let error = first.attrs.get("error").and_then(|v| v.as_str()).unwrap_or("unreachable");
+            (
+                format!("{attempts} to connect to {key} failed: {error} (no route, or an ICMP reject from a firewall)"),
+                format!("check routes and firewall rules between this agent and {key}"),
+            )
+        }
+        "dns_failure" => {
+            let outcome = first.outcome.map_or("error", Outcome::as_str);
+            let server = address(first);
+            (
+                format!("looking up {key} failed ({outcome}) at DNS server {server}; {attempts}, {} lost", seconds(cost)),
+                format!("check that {key} is spelled right in GOPROXY/GOSUMDB and that the agent's DNS server ({server}) can resolve it"),
+            )
+        }
+        "tls_handshake_failure" => {
+            let alert = first.attrs.get("alert").and_then(|v| v.as_str());
+            let how = match alert {
+                Some(a) => format!("with alert {a}"),
+                None => "before the handshake completed".into(),
+            };
+            (
+                format!("{attempts} to set up TLS with {key} ended {how}: often a middlebox that intercepts TLS with a certificate Go does not trust"),
+                "trust the interception CA (SSL_CERT_FILE/SSL_CERT_DIR) or exempt the Go proxy and checksum database hosts from interception".into(),
+            )
+        }
+        "tls_timeout" => (
+            format!("{attempts} to set up TLS with {key} got no server answer within Go's 10 s TLS handshake timeout"),
+            format!("check what sits between this agent and {key}: a proxy or middlebox that accepts TCP but never answers TLS"),
+        ),
+        other => (format!("{other} at {key}"), String::new()),
+    };
+    Finding {
+        kind: kind.to_string(),
+        severity: if group.recovered { Severity::Warning } else { Severity::Error },
+        message,
+        remedy,
+        cost_ms: millis(cost),
+        spans: group.spans.iter().map(|&i| i as u32 + 1).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::covered_ns;
+
+    #[test]
+    fn parallel_attempts_count_once() {
+        assert_eq!(covered_ns(vec![(0, 10), (5, 15), (20, 30)]), 25);
+        assert_eq!(covered_ns(vec![]), 0);
+        assert_eq!(covered_ns(vec![(3, 3)]), 0);
+    }
+}

@@ -1,0 +1,208 @@
+//! Events in, timelines out: processes → builds, sockets → connections, DNS
+//! queries ↔ answers, TLS and HTTP exchanges, and the findings they support.
+//! Deterministic and free of I/O and clocks: the same events give the same
+//! timeline, which is how recordings replay and how it is tested without root.
+mod findings;
+mod state;
+
+use std::collections::HashMap;
+
+use crate::{
+    event::{Event, sort_events},
+    timeline::{SCHEMA_VERSION, Timeline},
+};
+use state::{BuildState, SocketState};
+
+/// Go's resolver gives a DNS server this long before it tries again.
+pub const DNS_TIMEOUT_NS: u64 = 5_000_000_000;
+/// Go's TLS handshake timeout (net/http's default transport).
+pub const TLS_TIMEOUT_NS: u64 = 10_000_000_000;
+
+#[derive(Default)]
+pub struct Correlator {
+    /// (CLOCK_MONOTONIC ns, Unix ns) of the same instant.
+    anchor: Option<(u64, i128)>,
+    builds: Vec<BuildState>,
+    /// Builds whose root has not exited, by root pid.
+    running: HashMap<u32, usize>,
+    /// Live processes of builds → (build, process span index).
+    processes: HashMap<u32, (usize, Option<usize>)>,
+    /// Child → parent, from forks.
+    parents: HashMap<u32, u32>,
+    sockets: HashMap<u64, SocketState>,
+}
+
+impl Correlator {
+    pub fn new() -> Correlator {
+        Correlator::default()
+    }
+
+    /// Builds the timeline of a whole recorded or captured stream.
+    pub fn timeline(mut events: Vec<Event>) -> Timeline {
+        sort_events(&mut events);
+        let mut correlator = Correlator::new();
+        for event in &events {
+            correlator.push(event);
+        }
+        correlator.finish()
+    }
+
+    pub fn push(&mut self, event: &Event) {
+        match event {
+            Event::Clock { monotonic_ns, realtime_ns } => {
+                self.anchor.get_or_insert((*monotonic_ns, *realtime_ns));
+            }
+            Event::Exec { at, pid, build, comm, argv } => self.on_exec(at.ts_ns, *pid, *build, comm, argv),
+            Event::Fork { parent, child, build, .. } => {
+                self.parents.insert(*child, *parent);
+                let inherited = self.processes.get(parent).copied().or_else(|| {
+                    self.running.get(build).map(|&b| (b, None))
+                });
+                if let Some(state) = inherited {
+                    self.processes.insert(*child, state);
+                }
+            }
+            Event::Exit { at, pid, build, wait_status } => self.on_exit(at.ts_ns, *pid, *build, *wait_status),
+            Event::Connect { at, pid, build, cookie, protocol, remote, .. } => {
+                let Some(build_index) = self.build_of(*pid, *build) else { return };
+                let parent = self.processes.get(pid).and_then(|p| p.1);
+                let b = &mut self.builds[build_index];
+                b.touch(at.ts_ns);
+                let socket = SocketState::open(b, build_index, at.ts_ns, *pid, parent, *protocol, *remote);
+                self.sockets.insert(*cookie, socket);
+            }
+            Event::TcpState { at, cookie, old, new, local, error, counters, .. } => {
+                let Some(socket) = self.sockets.get_mut(cookie) else { return };
+                let b = &mut self.builds[socket.build];
+                b.touch(at.ts_ns);
+                if socket.on_tcp_state(b, at.ts_ns, *old, *new, *local, *error, *counters) {
+                    self.sockets.remove(cookie);
+                }
+            }
+            Event::TcpRetransmit { at, cookie, state } => {
+                if let Some(socket) = self.sockets.get_mut(cookie) {
+                    self.builds[socket.build].touch(at.ts_ns);
+                    socket.on_retransmit(*state);
+                }
+            }
+            Event::TcpReset { at, cookie } => {
+                if let Some(socket) = self.sockets.get_mut(cookie) {
+                    self.builds[socket.build].touch(at.ts_ns);
+                    socket.resets += 1;
+                }
+            }
+            Event::Drop { at, cookie, reason } => {
+                if let Some(socket) = self.sockets.get_mut(cookie) {
+                    self.builds[socket.build].touch(at.ts_ns);
+                    socket.drops += 1;
+                    socket.drop_reason.get_or_insert_with(|| reason.clone());
+                }
+            }
+            Event::Payload { at, cookie, direction, segment_len, data, .. } => {
+                if let Some(socket) = self.sockets.get_mut(cookie) {
+                    let b = &mut self.builds[socket.build];
+                    b.touch(at.ts_ns);
+                    socket.on_payload(b, at.ts_ns, *direction, *segment_len, data);
+                }
+            }
+            Event::Lost { ts_ns, count, .. } => {
+                for build in &mut self.builds {
+                    if build.covers(*ts_ns) {
+                        build.lost += count;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The build a process belongs to: its own, or its build root's.
+    fn build_of(&self, pid: u32, build: u32) -> Option<usize> {
+        self.processes.get(&pid).map(|p| p.0).or_else(|| self.running.get(&build).copied())
+    }
+
+    fn on_exec(&mut self, ts: u64, pid: u32, build: u32, comm: &str, argv: &[String]) {
+        let build_index = match self.build_of(pid, build) {
+            Some(index) => index,
+            None => {
+                // A new build: the root's exec, or a process of a build whose root
+                // exec we never saw (then the timeline says it is incomplete).
+                let mut state = BuildState::new(build, ts);
+                if pid != build {
+                    state.started_late = true;
+                }
+                self.builds.push(state);
+                let index = self.builds.len() - 1;
+                self.running.insert(build, index);
+                index
+            }
+        };
+        // The parent's span: walk up forks to the nearest process with a span.
+        let mut parent_span = None;
+        let mut cursor = pid;
+        for _ in 0..64 {
+            let Some(&parent) = self.parents.get(&cursor) else { break };
+            if let Some(&(b, Some(span))) = self.processes.get(&parent)
+                && b == build_index
+            {
+                parent_span = Some(span);
+                break;
+            }
+            cursor = parent;
+        }
+        let b = &mut self.builds[build_index];
+        b.touch(ts);
+        if let Some(&(_, Some(previous))) = self.processes.get(&pid) {
+            // Re-exec of a process that already has its own span.
+            if b.spans[previous].pid == pid {
+                b.spans[previous].end(ts, None);
+                parent_span = b.spans[previous].parent.or(parent_span);
+            }
+        }
+        if pid == build && b.command.is_empty() {
+            b.command = argv.to_vec();
+        }
+        let span = b.process_span(ts, pid, parent_span, comm, argv);
+        self.processes.insert(pid, (build_index, Some(span)));
+    }
+
+    fn on_exit(&mut self, ts: u64, pid: u32, build: u32, wait_status: i32) {
+        let Some(build_index) = self.build_of(pid, build) else { return };
+        let b = &mut self.builds[build_index];
+        b.touch(ts);
+        if let Some((_, Some(span))) = self.processes.remove(&pid)
+            && b.spans[span].pid == pid
+        {
+            b.spans[span].end(ts, None);
+            b.spans[span].attrs.insert("exit_code".into(), exit_code(wait_status).into());
+        }
+        self.parents.remove(&pid);
+        if pid == b.root {
+            b.ended_ns = Some(ts);
+            b.exit_code = Some(exit_code(wait_status));
+            self.running.remove(&pid);
+            // Forget the build's other entries (threads appear as forks too).
+            self.processes.retain(|_, p| p.0 != build_index);
+        }
+    }
+
+    /// Ends what is still open and renders every build.
+    pub fn finish(self) -> Timeline {
+        let anchor = self.anchor.unwrap_or((0, 0));
+        let mut builds = self.builds;
+        for socket in self.sockets.into_values() {
+            let b = &mut builds[socket.build];
+            let end = b.end_ns();
+            socket.finish(b, end);
+        }
+        Timeline {
+            schema_version: SCHEMA_VERSION,
+            builds: builds.into_iter().map(|b| b.render(anchor)).collect(),
+        }
+    }
+}
+
+/// A wait status as a shell would report it: the exit code, or 128 + signal.
+pub fn exit_code(wait_status: i32) -> i32 {
+    let signal = wait_status & 0x7f;
+    if signal == 0 { (wait_status >> 8) & 0xff } else { 128 + signal }
+}

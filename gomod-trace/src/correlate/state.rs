@@ -1,0 +1,525 @@
+//! The correlator's working state: a build with its spans as they open and close,
+//! and one socket's progress from connect to close.
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::{IpAddr, SocketAddr},
+};
+
+use serde_json::{Value, json};
+
+use super::{DNS_TIMEOUT_NS, TLS_TIMEOUT_NS, findings};
+use crate::{
+    event::{Counters, Direction, Protocol, TcpState},
+    proto::{dns, http, tls},
+    timeline::{self, Build, Outcome, Role, Span, SpanKind},
+};
+
+const ECONNREFUSED: i32 = 111;
+const ETIMEDOUT: i32 = 110;
+const EHOSTUNREACH: i32 = 113;
+const ENETUNREACH: i32 = 101;
+
+pub struct SpanState {
+    pub kind: SpanKind,
+    pub parent: Option<usize>,
+    pub start_ns: u64,
+    pub end_ns: Option<u64>,
+    pub pid: u32,
+    pub role: Role,
+    pub host: Option<String>,
+    pub addr: Option<IpAddr>,
+    pub port: Option<u16>,
+    pub outcome: Option<Outcome>,
+    pub attrs: BTreeMap<String, Value>,
+}
+
+impl SpanState {
+    pub fn end(&mut self, ts: u64, outcome: Option<Outcome>) {
+        if self.end_ns.is_none() {
+            self.end_ns = Some(ts.max(self.start_ns));
+            if outcome.is_some() {
+                self.outcome = outcome;
+            }
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.end_ns.is_none()
+    }
+
+    pub fn duration_ns(&self) -> u64 {
+        self.end_ns.map_or(0, |end| end.saturating_sub(self.start_ns))
+    }
+}
+
+pub struct BuildState {
+    pub root: u32,
+    pub start_ns: u64,
+    pub ended_ns: Option<u64>,
+    pub last_ns: u64,
+    pub exit_code: Option<i32>,
+    pub command: Vec<String>,
+    pub started_late: bool,
+    pub lost: u64,
+    pub spans: Vec<SpanState>,
+    /// Names the build resolved, by address (what it asked DNS, or sent as SNI).
+    pub names: HashMap<IpAddr, String>,
+}
+
+impl BuildState {
+    pub fn new(root: u32, ts: u64) -> BuildState {
+        BuildState {
+            root,
+            start_ns: ts,
+            ended_ns: None,
+            last_ns: ts,
+            exit_code: None,
+            command: Vec::new(),
+            started_late: false,
+            lost: 0,
+            spans: Vec::new(),
+            names: HashMap::new(),
+        }
+    }
+
+    pub fn touch(&mut self, ts: u64) {
+        self.last_ns = self.last_ns.max(ts);
+    }
+
+    /// True while the build runs at `ts` (or has not been seen to end).
+    pub fn covers(&self, ts: u64) -> bool {
+        ts >= self.start_ns && self.ended_ns.is_none_or(|end| ts <= end)
+    }
+
+    pub fn end_ns(&self) -> u64 {
+        self.ended_ns.unwrap_or(self.last_ns).max(self.last_ns)
+    }
+
+    pub fn open_span(&mut self, kind: SpanKind, ts: u64, pid: u32, parent: Option<usize>) -> usize {
+        self.spans.push(SpanState {
+            kind,
+            parent,
+            start_ns: ts,
+            end_ns: None,
+            pid,
+            role: Role::Other,
+            host: None,
+            addr: None,
+            port: None,
+            outcome: None,
+            attrs: BTreeMap::new(),
+        });
+        self.spans.len() - 1
+    }
+
+    pub fn process_span(&mut self, ts: u64, pid: u32, parent: Option<usize>, comm: &str, argv: &[String]) -> usize {
+        let span = self.open_span(SpanKind::Process, ts, pid, parent);
+        let s = &mut self.spans[span];
+        s.outcome = Some(Outcome::Ok);
+        s.attrs.insert("comm".into(), comm.into());
+        let argv: Vec<String> = argv.iter().map(|a| crate::redact::userinfo(a)).collect();
+        s.attrs.insert("argv".into(), argv.into());
+        span
+    }
+
+    pub fn render(mut self, anchor: (u64, i128)) -> Build {
+        let end = self.end_ns();
+        for span in &mut self.spans {
+            if span.is_open() {
+                // Still open when the stream ended: say so rather than guess.
+                span.end(end, None);
+                span.attrs.insert("unfinished".into(), true.into());
+                if span.outcome.is_none() {
+                    span.outcome = Some(Outcome::Aborted);
+                }
+            }
+        }
+        let wall = |ns: u64| timeline::rfc3339(anchor.1 + i128::from(ns) - i128::from(anchor.0));
+        let complete = self.lost == 0 && !self.started_late;
+        let findings = findings::findings(&self, complete);
+        let spans = self
+            .spans
+            .iter()
+            .enumerate()
+            .map(|(index, s)| Span {
+                id: index as u32 + 1,
+                parent: s.parent.map(|p| p as u32 + 1),
+                kind: s.kind,
+                start: wall(s.start_ns),
+                end: s.end_ns.map(wall),
+                duration_ms: s.end_ns.map(|_| timeline::millis(s.duration_ns())),
+                pid: s.pid,
+                role: s.role,
+                host: s.host.clone(),
+                addr: s.addr.map(|a| a.to_string()),
+                port: s.port,
+                outcome: s.outcome,
+                attrs: s.attrs.clone(),
+            })
+            .collect();
+        Build {
+            id: format!("{}-{}", self.root, self.start_ns),
+            command: self.command.iter().map(|a| crate::redact::userinfo(a)).collect(),
+            pid: self.root,
+            started_at: wall(self.start_ns),
+            ended_at: self.ended_ns.map(wall),
+            exit_code: self.exit_code,
+            complete,
+            config: BTreeMap::new(),
+            spans,
+            findings,
+        }
+    }
+}
+
+/// One socket of a build, from its connect to its close.
+pub struct SocketState {
+    pub build: usize,
+    pid: u32,
+    /// The process span of the socket's owner.
+    parent: Option<usize>,
+    protocol: Protocol,
+    remote: SocketAddr,
+    connect: Option<usize>,
+    transfer: Option<usize>,
+    tls: Option<usize>,
+    http: Option<usize>,
+    /// Open DNS queries by message id.
+    dns: HashMap<u16, usize>,
+    syn_retransmits: u32,
+    retransmits: u32,
+    pub resets: u32,
+    pub drops: u32,
+    pub drop_reason: Option<String>,
+    closed_by: Option<&'static str>,
+}
+
+impl SocketState {
+    pub fn open(
+        b: &mut BuildState,
+        build: usize,
+        ts: u64,
+        pid: u32,
+        parent: Option<usize>,
+        protocol: Protocol,
+        remote: SocketAddr,
+    ) -> SocketState {
+        let mut socket = SocketState {
+            build,
+            pid,
+            parent,
+            protocol,
+            remote,
+            connect: None,
+            transfer: None,
+            tls: None,
+            http: None,
+            dns: HashMap::new(),
+            syn_retransmits: 0,
+            retransmits: 0,
+            resets: 0,
+            drops: 0,
+            drop_reason: None,
+            closed_by: None,
+        };
+        if protocol == Protocol::Tcp {
+            socket.connect = Some(socket.span(b, SpanKind::Connect, ts));
+        }
+        socket
+    }
+
+    fn role(&self) -> Role {
+        if self.remote.port() == 53 { Role::Dns } else { Role::Other }
+    }
+
+    fn span(&self, b: &mut BuildState, kind: SpanKind, ts: u64) -> usize {
+        let parent = match kind {
+            SpanKind::Connect | SpanKind::Dns => self.parent,
+            _ => self.connect.or(self.parent),
+        };
+        let index = b.open_span(kind, ts, self.pid, parent);
+        let host = b.names.get(&self.remote.ip()).cloned();
+        let s = &mut b.spans[index];
+        s.role = self.role();
+        s.addr = Some(self.remote.ip());
+        s.port = Some(self.remote.port());
+        s.host = host;
+        index
+    }
+
+    pub fn on_retransmit(&mut self, state: TcpState) {
+        if state == TcpState::SynSent {
+            self.syn_retransmits += 1;
+        } else {
+            self.retransmits += 1;
+        }
+    }
+
+    /// Returns true when the socket is gone.
+    #[expect(clippy::too_many_arguments, reason = "the fields of one TCP state event")]
+    pub fn on_tcp_state(
+        &mut self,
+        b: &mut BuildState,
+        ts: u64,
+        old: TcpState,
+        new: TcpState,
+        local: SocketAddr,
+        error: i32,
+        counters: Option<Counters>,
+    ) -> bool {
+        match (old, new) {
+            (TcpState::SynSent, TcpState::Established) => {
+                if let Some(c) = self.connect {
+                    let s = &mut b.spans[c];
+                    s.end(ts, Some(Outcome::Ok));
+                    s.attrs.insert("local".into(), local.to_string().into());
+                    s.attrs.insert("syn_retransmits".into(), self.syn_retransmits.into());
+                }
+                self.transfer = Some(self.span(b, SpanKind::Transfer, ts));
+            }
+            (TcpState::SynSent, TcpState::Close) => {
+                let outcome = self.connect_failure(error);
+                if let Some(c) = self.connect {
+                    let s = &mut b.spans[c];
+                    s.end(ts, Some(outcome));
+                    s.attrs.insert("syn_retransmits".into(), self.syn_retransmits.into());
+                    if error != 0 {
+                        s.attrs.insert("error".into(), errno_name(error).into());
+                    }
+                    if let Some(reason) = &self.drop_reason {
+                        s.attrs.insert("drop_reason".into(), reason.clone().into());
+                        s.attrs.insert("drops".into(), self.drops.into());
+                    }
+                }
+                return true;
+            }
+            (TcpState::Established, TcpState::FinWait1) => self.closed_by = Some("client"),
+            (TcpState::Established, TcpState::CloseWait) => self.closed_by = Some("server"),
+            (_, TcpState::Close) => {
+                self.close(b, ts, error, counters);
+                return true;
+            }
+            _ => {}
+        }
+        false
+    }
+
+    /// Why a connect failed, from what the kernel showed on the way.
+    fn connect_failure(&self, error: i32) -> Outcome {
+        if error == ECONNREFUSED || self.resets > 0 {
+            Outcome::Refused
+        } else if error == EHOSTUNREACH || error == ENETUNREACH {
+            Outcome::Unreachable
+        } else if self.drops > 0 {
+            Outcome::Dropped
+        } else if error == ETIMEDOUT || self.syn_retransmits > 0 {
+            Outcome::Timeout
+        } else {
+            Outcome::Aborted
+        }
+    }
+
+    fn close(&mut self, b: &mut BuildState, ts: u64, error: i32, counters: Option<Counters>) {
+        if let Some(t) = self.tls.take() {
+            let s = &mut b.spans[t];
+            if s.is_open() {
+                let outcome = if ts.saturating_sub(s.start_ns) >= TLS_TIMEOUT_NS {
+                    Outcome::Timeout
+                } else {
+                    Outcome::Aborted
+                };
+                s.end(ts, Some(outcome));
+            }
+        }
+        if let Some(h) = self.http.take() {
+            b.spans[h].end(ts, Some(Outcome::Aborted));
+        }
+        if let Some(t) = self.transfer.take() {
+            let s = &mut b.spans[t];
+            let outcome = if self.resets > 0 { Outcome::Reset } else { Outcome::Ok };
+            s.end(ts, Some(outcome));
+            if let Some(c) = counters {
+                s.attrs.insert("bytes_sent".into(), c.bytes_sent.into());
+                s.attrs.insert("bytes_received".into(), c.bytes_received.into());
+                s.attrs.insert("segments_sent".into(), c.segments_sent.into());
+                s.attrs.insert("segments_received".into(), c.segments_received.into());
+            }
+            if let Some(by) = self.closed_by {
+                s.attrs.insert("closed_by".into(), by.into());
+            }
+            if self.retransmits > 0 {
+                s.attrs.insert("retransmits".into(), self.retransmits.into());
+            }
+            if error != 0 {
+                s.attrs.insert("error".into(), errno_name(error).into());
+            }
+        }
+    }
+
+    pub fn on_payload(&mut self, b: &mut BuildState, ts: u64, direction: Direction, segment_len: u32, data: &[u8]) {
+        match (self.protocol, direction) {
+            (Protocol::Udp, _) if self.remote.port() == 53 => self.on_dns(b, ts, data, dns::parse(data)),
+            (Protocol::Tcp, _) if self.remote.port() == 53 => self.on_dns(b, ts, data, dns::parse_tcp(data)),
+            (Protocol::Tcp, Direction::Egress) => self.on_egress(b, ts, data),
+            (Protocol::Tcp, Direction::Ingress) => self.on_ingress(b, ts, data),
+            (Protocol::Udp, _) => {}
+        }
+        let _ = segment_len;
+    }
+
+    fn on_dns(&mut self, b: &mut BuildState, ts: u64, data: &[u8], message: Result<dns::DnsMessage, crate::proto::ProtoError>) {
+        let Ok(message) = message else {
+            tracing::debug!("undecodable DNS payload of {} bytes", data.len());
+            return;
+        };
+        if !message.response {
+            let span = self.span(b, SpanKind::Dns, ts);
+            let s = &mut b.spans[span];
+            if let Some(q) = message.questions.first() {
+                s.host = Some(q.name.clone());
+                s.attrs.insert("qtype".into(), q.qtype.clone().into());
+            }
+            s.attrs.insert("id".into(), message.id.into());
+            if let Some(size) = message.edns_udp_size {
+                s.attrs.insert("edns_udp_size".into(), size.into());
+            }
+            // A retry with the same id on the same socket supersedes the first try.
+            if let Some(previous) = self.dns.insert(message.id, span) {
+                b.spans[previous].end(ts, Some(Outcome::Timeout));
+            }
+            return;
+        }
+        let Some(span) = self.dns.remove(&message.id) else { return };
+        let outcome = match message.rcode.as_str() {
+            "NOERROR" => Outcome::Ok,
+            "NXDOMAIN" => Outcome::Nxdomain,
+            "SERVFAIL" => Outcome::Servfail,
+            _ => Outcome::Error,
+        };
+        let name = b.spans[span].host.clone();
+        if let Some(name) = &name {
+            for address in &message.addresses {
+                b.names.entry(*address).or_insert_with(|| name.clone());
+            }
+        }
+        let s = &mut b.spans[span];
+        s.end(ts, Some(outcome));
+        s.attrs.insert("rcode".into(), message.rcode.into());
+        let answers: Vec<String> = message.addresses.iter().map(IpAddr::to_string).collect();
+        s.attrs.insert("answers".into(), answers.into());
+        if !message.aliases.is_empty() {
+            s.attrs.insert("aliases".into(), message.aliases.into());
+        }
+        if message.truncated {
+            s.attrs.insert("truncated".into(), true.into());
+        }
+    }
+
+    fn on_egress(&mut self, b: &mut BuildState, ts: u64, data: &[u8]) {
+        if tls::looks_like_tls(data) {
+            if self.tls.is_some() {
+                // A plaintext alert from the client ends the handshake.
+                if let (Ok(tls::TlsRecord::Alert(alert)), Some(t)) = (tls::parse_first_record(data), self.tls) {
+                    let s = &mut b.spans[t];
+                    s.attrs.insert("alert".into(), alert.description.into());
+                    s.attrs.insert("alert_from".into(), "client".into());
+                    s.end(ts, Some(Outcome::Alert));
+                }
+                return;
+            }
+            let span = self.span(b, SpanKind::Tls, ts);
+            match tls::parse_first_record(data) {
+                Ok(tls::TlsRecord::ClientHello(hello)) => {
+                    if let Some(sni) = &hello.sni {
+                        b.names.entry(self.remote.ip()).or_insert_with(|| sni.clone());
+                        for s in [self.connect, self.transfer].into_iter().flatten() {
+                            b.spans[s].host.get_or_insert_with(|| sni.clone());
+                        }
+                    }
+                    let s = &mut b.spans[span];
+                    if let Some(sni) = hello.sni {
+                        s.attrs.insert("sni".into(), sni.clone().into());
+                        s.host = Some(sni);
+                    }
+                    s.attrs.insert("alpn_offered".into(), hello.alpn.into());
+                    s.attrs.insert("versions_offered".into(), hello.versions.into());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    b.spans[span].attrs.insert("parse_error".into(), e.to_string().into());
+                }
+            }
+            self.tls = Some(span);
+            return;
+        }
+        if self.http.is_some_and(|h| b.spans[h].is_open()) {
+            return;
+        }
+        if let Ok(request) = http::parse_request(data) {
+            let span = self.span(b, SpanKind::Http, ts);
+            let s = &mut b.spans[span];
+            if let Some(host) = &request.host {
+                s.host = Some(host.clone());
+            }
+            s.attrs.insert("method".into(), request.method.into());
+            s.attrs.insert("target".into(), request.target.into());
+            self.http = Some(span);
+        }
+    }
+
+    fn on_ingress(&mut self, b: &mut BuildState, ts: u64, data: &[u8]) {
+        if let Some(t) = self.tls.filter(|&t| b.spans[t].is_open()) {
+            match tls::parse_first_record(data) {
+                Ok(tls::TlsRecord::ServerHello(hello)) => {
+                    let s = &mut b.spans[t];
+                    s.attrs.insert("version".into(), hello.version.into());
+                    if let Some(alpn) = hello.alpn {
+                        s.attrs.insert("alpn".into(), alpn.into());
+                    }
+                    s.end(ts, Some(Outcome::Ok));
+                }
+                Ok(tls::TlsRecord::Alert(alert)) => {
+                    let s = &mut b.spans[t];
+                    s.attrs.insert("alert".into(), alert.description.into());
+                    s.attrs.insert("alert_from".into(), "server".into());
+                    s.end(ts, Some(Outcome::Alert));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    b.spans[t].attrs.insert("parse_error".into(), json!(e.to_string()));
+                }
+            }
+            return;
+        }
+        if let Some(h) = self.http.filter(|&h| b.spans[h].is_open())
+            && let Ok(response) = http::parse_response(data)
+        {
+            let s = &mut b.spans[h];
+            s.attrs.insert("status".into(), response.status.into());
+            let outcome = if response.status < 400 { Outcome::Ok } else { Outcome::Error };
+            s.end(ts, Some(outcome));
+        }
+    }
+
+    /// Ends what this socket still has open when the stream ends at `end`.
+    pub fn finish(self, b: &mut BuildState, end: u64) {
+        for (_, span) in self.dns {
+            let s = &mut b.spans[span];
+            let deadline = (s.start_ns + DNS_TIMEOUT_NS).min(end);
+            s.end(deadline, Some(Outcome::Timeout));
+            s.attrs.insert("answered".into(), false.into());
+        }
+    }
+}
+
+fn errno_name(errno: i32) -> String {
+    match errno {
+        ECONNREFUSED => "ECONNREFUSED".into(),
+        ETIMEDOUT => "ETIMEDOUT".into(),
+        EHOSTUNREACH => "EHOSTUNREACH".into(),
+        ENETUNREACH => "ENETUNREACH".into(),
+        104 => "ECONNRESET".into(),
+        32 => "EPIPE".into(),
+        other => format!("errno {other}"),
+    }
+}

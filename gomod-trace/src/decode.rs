@@ -1,0 +1,263 @@
+//! Raw ring-buffer records → typed events, at one checked boundary: the tag is
+//! checked before anything else is read, every length is bounded, and a record
+//! that does not fit its kind is an error, never a panic or a guess.
+use std::{collections::BTreeMap, mem::size_of, net::SocketAddr};
+
+use bytes::Bytes;
+use gomod_trace_ebpf::{
+    ConnectRecord, EventHeader, ExecRecord, ExitRecord, ForkRecord, PayloadRecord,
+    SocketSignalRecord, TcpStateRecord, direction, hook, kind,
+};
+
+use crate::event::{At, ConnectHook, Counters, Direction, Event, Protocol, TcpState, ip_from_wire};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {len} bytes is shorter than its {needed}-byte {what}")]
+    Short { what: &'static str, len: usize, needed: usize },
+    #[error("unknown record kind {0}")]
+    UnknownKind(u32),
+    #[error("{field} has invalid value {value}")]
+    Invalid { field: &'static str, value: i64 },
+}
+
+/// What decoding needs to know about the host the records came from.
+#[derive(Debug, Default, Clone)]
+pub struct DecodeContext {
+    /// `skb_drop_reason` names, from tracefs.
+    pub drop_reasons: BTreeMap<u32, String>,
+}
+
+/// Copies a `#[repr(C)]` record out of a byte slice that is long enough for it.
+fn read<T: Copy>(bytes: &[u8], what: &'static str) -> Result<T, DecodeError> {
+    if bytes.len() < size_of::<T>() {
+        return Err(DecodeError::Short { what, len: bytes.len(), needed: size_of::<T>() });
+    }
+    // SAFETY: the length was checked; the record types are plain data for which
+    // every bit pattern is valid; `read_unaligned` needs no alignment.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const T) })
+}
+
+fn tcp_state(value: i32, field: &'static str) -> Result<TcpState, DecodeError> {
+    TcpState::try_from(value).map_err(|v| DecodeError::Invalid { field, value: v.into() })
+}
+
+fn protocol(value: u16) -> Result<Protocol, DecodeError> {
+    match value {
+        6 => Ok(Protocol::Tcp),
+        17 => Ok(Protocol::Udp),
+        other => Err(DecodeError::Invalid { field: "protocol", value: other.into() }),
+    }
+}
+
+fn socket_addr(family: u16, addr: [u8; 16], port: u16) -> Result<SocketAddr, DecodeError> {
+    let ip = ip_from_wire(family, addr)
+        .ok_or(DecodeError::Invalid { field: "family", value: family.into() })?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// A NUL-terminated byte string, lossily as UTF-8.
+fn c_string(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// The NUL-separated argument block: complete arguments only (a window that ends
+/// mid-argument keeps that argument's prefix, since it is still the best we have).
+fn argv(block: &[u8]) -> Vec<String> {
+    block
+        .split(|&b| b == 0)
+        .filter(|arg| !arg.is_empty())
+        .map(|arg| String::from_utf8_lossy(arg).into_owned())
+        .collect()
+}
+
+pub fn decode(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeError> {
+    let header: EventHeader = read(bytes, "header")?;
+    let at = At { ts_ns: header.ts_ns, cpu: header.cpu, seq: header.seq };
+    Ok(match header.kind {
+        kind::EXEC => {
+            let r: ExecRecord = read(bytes, "exec record")?;
+            let len = (r.argv_len as usize).min(r.argv.len());
+            Event::Exec {
+                at,
+                pid: header.pid,
+                build: r.build,
+                comm: c_string(&r.comm),
+                argv: argv(&r.argv[..len]),
+            }
+        }
+        kind::FORK => {
+            let r: ForkRecord = read(bytes, "fork record")?;
+            Event::Fork { at, parent: header.pid, child: r.child, build: r.build }
+        }
+        kind::EXIT => {
+            let r: ExitRecord = read(bytes, "exit record")?;
+            Event::Exit { at, pid: header.pid, build: r.build, wait_status: r.exit_code }
+        }
+        kind::CONNECT => {
+            let r: ConnectRecord = read(bytes, "connect record")?;
+            Event::Connect {
+                at,
+                pid: header.pid,
+                build: r.build,
+                cookie: r.cookie,
+                protocol: protocol(r.protocol)?,
+                hook: match r.hook {
+                    hook::CONNECT => ConnectHook::Connect,
+                    hook::SENDMSG => ConnectHook::Sendmsg,
+                    other => return Err(DecodeError::Invalid { field: "hook", value: other.into() }),
+                },
+                remote: socket_addr(r.family, r.addr, r.port)?,
+            }
+        }
+        kind::TCP_STATE => {
+            let r: TcpStateRecord = read(bytes, "tcp state record")?;
+            let new = tcp_state(r.new_state, "new state")?;
+            Event::TcpState {
+                at,
+                cookie: r.cookie,
+                old: tcp_state(r.old_state, "old state")?,
+                new,
+                local: socket_addr(r.family, r.saddr, r.sport)?,
+                remote: socket_addr(r.family, r.daddr, r.dport)?,
+                error: r.sk_err,
+                counters: (new == TcpState::Close).then_some(Counters {
+                    bytes_sent: r.counters.bytes_sent,
+                    bytes_received: r.counters.bytes_received,
+                    segments_sent: r.counters.segments_sent,
+                    segments_received: r.counters.segments_received,
+                }),
+            }
+        }
+        kind::TCP_RETRANSMIT => {
+            let r: SocketSignalRecord = read(bytes, "retransmit record")?;
+            Event::TcpRetransmit { at, cookie: r.cookie, state: tcp_state(r.value as i32, "state")? }
+        }
+        kind::TCP_RESET => {
+            let r: SocketSignalRecord = read(bytes, "reset record")?;
+            Event::TcpReset { at, cookie: r.cookie }
+        }
+        kind::SKB_DROP => {
+            let r: SocketSignalRecord = read(bytes, "drop record")?;
+            let reason = context
+                .drop_reasons
+                .get(&r.value)
+                .cloned()
+                .unwrap_or_else(|| format!("REASON_{}", r.value));
+            Event::Drop { at, cookie: r.cookie, reason }
+        }
+        kind::PAYLOAD => {
+            let r: PayloadRecord = read(bytes, "payload record")?;
+            let len = r.captured_len as usize;
+            if len > r.data.len() {
+                return Err(DecodeError::Invalid { field: "captured_len", value: len as i64 });
+            }
+            Event::Payload {
+                at,
+                cookie: r.cookie,
+                direction: match r.direction {
+                    direction::EGRESS => Direction::Egress,
+                    direction::INGRESS => Direction::Ingress,
+                    other => {
+                        return Err(DecodeError::Invalid { field: "direction", value: other.into() });
+                    }
+                },
+                protocol: protocol(r.protocol)?,
+                segment_len: r.segment_len,
+                data: Bytes::copy_from_slice(&r.data[..len]),
+            }
+        }
+        other => return Err(DecodeError::UnknownKind(other)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn as_bytes<T>(record: &T) -> Vec<u8> {
+        // SAFETY: reading a plain `#[repr(C)]` record as bytes.
+        unsafe { std::slice::from_raw_parts(record as *const T as *const u8, size_of::<T>()) }
+            .to_vec()
+    }
+
+    fn header(kind: u32) -> EventHeader {
+        EventHeader { kind, cpu: 1, seq: 7, ts_ns: 1_000, pid: 42, tid: 43 }
+    }
+
+    #[test]
+    fn decodes_connect_v4() {
+        let mut addr = [0u8; 16];
+        addr[..4].copy_from_slice(&[10, 0, 0, 5]);
+        let record = ConnectRecord {
+            header: header(kind::CONNECT),
+            cookie: 99,
+            build: 42,
+            family: 2,
+            protocol: 6,
+            port: 443,
+            hook: hook::CONNECT,
+            _pad: 0,
+            addr,
+        };
+        let event = decode(&as_bytes(&record), &DecodeContext::default()).unwrap();
+        assert_eq!(
+            event,
+            Event::Connect {
+                at: At { ts_ns: 1_000, cpu: 1, seq: 7 },
+                pid: 42,
+                build: 42,
+                cookie: 99,
+                protocol: Protocol::Tcp,
+                hook: ConnectHook::Connect,
+                remote: "10.0.0.5:443".parse().unwrap(),
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_truncated_unknown_and_invalid_records() {
+        let ctx = DecodeContext::default();
+        assert!(matches!(decode(&[1, 2, 3], &ctx), Err(DecodeError::Short { .. })));
+        let h = as_bytes(&header(kind::EXEC));
+        assert!(matches!(decode(&h, &ctx), Err(DecodeError::Short { .. })));
+        assert_eq!(decode(&as_bytes(&header(77)), &ctx), Err(DecodeError::UnknownKind(77)));
+        let record = SocketSignalRecord { header: header(kind::TCP_RETRANSMIT), cookie: 1, value: 99, _pad: 0 };
+        assert!(matches!(decode(&as_bytes(&record), &ctx), Err(DecodeError::Invalid { .. })));
+    }
+
+    #[test]
+    fn payload_length_is_bounded_by_its_buffer() {
+        let mut record = PayloadRecord {
+            header: header(kind::PAYLOAD),
+            cookie: 1,
+            direction: direction::EGRESS,
+            protocol: 17,
+            segment_len: 2000,
+            captured_len: 4,
+            _pad: 0,
+            data: [0xab; gomod_trace_ebpf::PAYLOAD_CAPTURE],
+        };
+        let Event::Payload { data, segment_len, .. } = decode(&as_bytes(&record), &DecodeContext::default()).unwrap() else {
+            panic!("not a payload")
+        };
+        assert_eq!((data.len(), segment_len), (4, 2000));
+        record.captured_len = 10_000;
+        assert!(decode(&as_bytes(&record), &DecodeContext::default()).is_err());
+    }
+
+    #[test]
+    fn drop_reasons_are_named_from_the_host_table() {
+        let ctx = DecodeContext { drop_reasons: [(16, "NETFILTER_DROP".to_string())].into() };
+        let record = SocketSignalRecord { header: header(kind::SKB_DROP), cookie: 5, value: 16, _pad: 0 };
+        let Event::Drop { reason, .. } = decode(&as_bytes(&record), &ctx).unwrap() else { panic!() };
+        assert_eq!(reason, "NETFILTER_DROP");
+    }
+
+    #[test]
+    fn argv_block_splits_on_nul() {
+        assert_eq!(argv(b"go\0mod\0download\0"), vec!["go", "mod", "download"]);
+        assert_eq!(argv(b"go\0mod\0down"), vec!["go", "mod", "down"]);
+    }
+}

@@ -1,0 +1,265 @@
+//! The decoded event stream: owned, serde-able facts from the kernel, in the order
+//! they were read. `--record` writes exactly these as JSON lines and `replay` reads
+//! them back, so everything after decode is testable without root.
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// Where and when the kernel raised an event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct At {
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    pub cpu: u32,
+    /// Per-CPU sequence number.
+    pub seq: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Sent by the build.
+    Egress,
+    /// Received by the build.
+    Ingress,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectHook {
+    Connect,
+    Sendmsg,
+}
+
+/// TCP states as numbered in include/net/tcp_states.h.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TcpState {
+    Established,
+    SynSent,
+    SynRecv,
+    FinWait1,
+    FinWait2,
+    TimeWait,
+    Close,
+    CloseWait,
+    LastAck,
+    Listen,
+    Closing,
+    NewSynRecv,
+    BoundInactive,
+}
+
+impl TryFrom<i32> for TcpState {
+    type Error = i32;
+    fn try_from(value: i32) -> Result<Self, i32> {
+        use TcpState::*;
+        Ok(match value {
+            1 => Established,
+            2 => SynSent,
+            3 => SynRecv,
+            4 => FinWait1,
+            5 => FinWait2,
+            6 => TimeWait,
+            7 => Close,
+            8 => CloseWait,
+            9 => LastAck,
+            10 => Listen,
+            11 => Closing,
+            12 => NewSynRecv,
+            13 => BoundInactive,
+            other => return Err(other),
+        })
+    }
+}
+
+/// Per-connection counters, as the kernel programs kept them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub segments_sent: u64,
+    pub segments_received: u64,
+}
+
+/// Why events are missing from the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossReason {
+    /// The kernel could not reserve ring-buffer space.
+    RingBufferFull,
+    /// A record could not be decoded.
+    Undecodable,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// Anchors CLOCK_MONOTONIC to wall-clock time; the first event of every stream.
+    Clock { monotonic_ns: u64, realtime_ns: i128 },
+    /// A build process executed a program (the root `go`, or a descendant).
+    Exec {
+        #[serde(flatten)]
+        at: At,
+        pid: u32,
+        build: u32,
+        comm: String,
+        argv: Vec<String>,
+    },
+    Fork {
+        #[serde(flatten)]
+        at: At,
+        parent: u32,
+        child: u32,
+        build: u32,
+    },
+    Exit {
+        #[serde(flatten)]
+        at: At,
+        pid: u32,
+        build: u32,
+        /// Wait status: exit code << 8 | terminating signal.
+        wait_status: i32,
+    },
+    /// A build process connected a socket, or sent its first datagram.
+    Connect {
+        #[serde(flatten)]
+        at: At,
+        pid: u32,
+        build: u32,
+        cookie: u64,
+        protocol: Protocol,
+        hook: ConnectHook,
+        remote: SocketAddr,
+    },
+    TcpState {
+        #[serde(flatten)]
+        at: At,
+        cookie: u64,
+        old: TcpState,
+        new: TcpState,
+        local: SocketAddr,
+        remote: SocketAddr,
+        /// Socket error (errno) when the socket closed, else 0.
+        error: i32,
+        /// Counters, when the socket closed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        counters: Option<Counters>,
+    },
+    TcpRetransmit {
+        #[serde(flatten)]
+        at: At,
+        cookie: u64,
+        state: TcpState,
+    },
+    TcpReset {
+        #[serde(flatten)]
+        at: At,
+        cookie: u64,
+    },
+    /// The kernel dropped a packet of a build socket.
+    Drop {
+        #[serde(flatten)]
+        at: At,
+        cookie: u64,
+        reason: String,
+    },
+    /// The first bytes of a segment or datagram of a build socket.
+    Payload {
+        #[serde(flatten)]
+        at: At,
+        cookie: u64,
+        direction: Direction,
+        protocol: Protocol,
+        /// Payload bytes the segment carried (`data` may hold fewer).
+        segment_len: u32,
+        #[serde(with = "base64_bytes")]
+        data: Bytes,
+    },
+    /// Events were lost; every build running at the time is incomplete.
+    Lost {
+        ts_ns: u64,
+        count: u64,
+        reason: LossReason,
+    },
+}
+
+impl Event {
+    /// Monotonic time of the event (the anchor's own time for `Clock`).
+    pub fn ts_ns(&self) -> u64 {
+        match self {
+            Event::Clock { monotonic_ns, .. } => *monotonic_ns,
+            Event::Lost { ts_ns, .. } => *ts_ns,
+            Event::Exec { at, .. }
+            | Event::Fork { at, .. }
+            | Event::Exit { at, .. }
+            | Event::Connect { at, .. }
+            | Event::TcpState { at, .. }
+            | Event::TcpRetransmit { at, .. }
+            | Event::TcpReset { at, .. }
+            | Event::Drop { at, .. }
+            | Event::Payload { at, .. } => at.ts_ns,
+        }
+    }
+
+    fn order_key(&self) -> (u64, u32, u64) {
+        match self {
+            Event::Exec { at, .. }
+            | Event::Fork { at, .. }
+            | Event::Exit { at, .. }
+            | Event::Connect { at, .. }
+            | Event::TcpState { at, .. }
+            | Event::TcpRetransmit { at, .. }
+            | Event::TcpReset { at, .. }
+            | Event::Drop { at, .. }
+            | Event::Payload { at, .. } => (at.ts_ns, at.cpu, at.seq),
+            other => (other.ts_ns(), 0, 0),
+        }
+    }
+}
+
+/// Puts events from several CPUs into time order (stable for equal keys, so the
+/// anchor stays first and the order of one CPU is kept).
+pub fn sort_events(events: &mut [Event]) {
+    events.sort_by_key(|event| match event {
+        Event::Clock { .. } => (0, 0, 0),
+        other => other.order_key(),
+    });
+}
+
+/// An address of a record: IPv4 in the first four bytes.
+pub fn ip_from_wire(family: u16, addr: [u8; 16]) -> Option<IpAddr> {
+    const AF_INET: u16 = 2;
+    const AF_INET6: u16 = 10;
+    match family {
+        AF_INET => Some(IpAddr::from([addr[0], addr[1], addr[2], addr[3]])),
+        AF_INET6 => {
+            let v6 = std::net::Ipv6Addr::from(addr);
+            Some(v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4))
+        }
+        _ => None,
+    }
+}
+
+mod base64_bytes {
+    use base64::{Engine as _, engine::general_purpose::STANDARD};
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    pub fn serialize<S: Serializer>(bytes: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map(Bytes::from).map_err(D::Error::custom)
+    }
+}

@@ -1,0 +1,16 @@
+//! gomod-trace: an eBPF tracer that explains what the Go toolchain does on the
+//! network while it fetches modules.
+//!
+//! Data flows one way: `probe` (kernel) → `decode` → `event` stream (recordable) →
+//! `correlate` → `timeline` → `export`. Only `probe` touches the kernel.
+pub mod cli;
+pub mod commands;
+pub mod correlate;
+pub mod decode;
+pub mod event;
+pub mod export;
+pub mod probe;
+pub mod proto;
+pub mod record;
+pub mod redact;
+pub mod timeline;

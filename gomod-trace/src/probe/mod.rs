@@ -1,0 +1,206 @@
+//! The only module that touches the kernel: reads what the host offers, loads the
+//! embedded programs, configures and attaches them, and hands out the ring buffer.
+//! Dropping a [`Probe`] detaches everything.
+pub mod host;
+
+use std::{collections::BTreeMap, fs::File, path::PathBuf};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, ProgramError, TracePoint,
+    },
+};
+use gomod_trace_ebpf::{ProbeConfig, ProcessEntry, TASK_COMM_LEN, process_state};
+
+pub use host::HostError;
+
+static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gomod-trace-probes"));
+
+/// The tracepoints the programs attach to: (program, group, tracepoint).
+pub const TRACEPOINTS: [(&str, &str, &str); 7] = [
+    ("sched_process_exec", "sched", "sched_process_exec"),
+    ("sched_process_fork", "sched", "sched_process_fork"),
+    ("sched_process_exit", "sched", "sched_process_exit"),
+    ("inet_sock_set_state", "sock", "inet_sock_set_state"),
+    ("tcp_retransmit_skb", "tcp", "tcp_retransmit_skb"),
+    ("tcp_receive_reset", "tcp", "tcp_receive_reset"),
+    ("kfree_skb", "skb", "kfree_skb"),
+];
+pub const SOCK_ADDR_PROGRAMS: [&str; 4] = ["connect4", "connect6", "sendmsg4", "sendmsg6"];
+pub const SKB_PROGRAMS: [(&str, CgroupSkbAttachType); 2] =
+    [("skb_egress", CgroupSkbAttachType::Egress), ("skb_ingress", CgroupSkbAttachType::Ingress)];
+
+/// Cgroup programs attach as bpf_links (kernel 5.7+), which always coexist with
+/// other programs on the cgroup; the kernel refuses the ALLOW_MULTI flag on links.
+const CGROUP_MODE: CgroupAttachMode = CgroupAttachMode::Single;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(
+        "gomod-trace must run as root (it loads eBPF programs: CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN); run it with sudo"
+    )]
+    NotRoot,
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error("the Go command name {0:?} is longer than a process name ({TASK_COMM_LEN} bytes with the NUL)")]
+    GoCommandName(String),
+    #[error("cannot load the eBPF programs: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("cannot open cgroup v2 root {path}: {source}")]
+    Cgroup { path: PathBuf, source: std::io::Error },
+    #[error("cannot load or attach eBPF program {program}: {detail}")]
+    Program { program: String, detail: String },
+    #[error("eBPF map {0} is missing or of the wrong type: the embedded object does not match this binary")]
+    Map(&'static str),
+    #[error("cannot write eBPF map {map}: {source}")]
+    MapWrite { map: &'static str, source: aya::maps::MapError },
+}
+
+pub struct ProbeOptions {
+    /// Process name of the Go command (`go`): an exec of it starts a build.
+    pub go_command: String,
+    /// Only builds started by this process or its descendants (`run`), or every
+    /// build on the host (`None`, the daemon).
+    pub scope: Option<u32>,
+}
+
+pub struct Probe {
+    ebpf: Ebpf,
+    /// Kept alive: dropping it closes the log map (see environment.md).
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    pub drop_reasons: BTreeMap<u32, String>,
+}
+
+/// An attach error in one readable line: the verifier's log is cut to its verdict.
+fn program_error(program: &str) -> impl FnOnce(ProgramError) -> ProbeError + '_ {
+    move |source| {
+        let mut text = source.to_string();
+        let mut cause = std::error::Error::source(&source);
+        while let Some(inner) = cause {
+            text.push_str(&format!(": {inner}"));
+            cause = inner.source();
+        }
+        let detail = match text.split_once("Verifier output:") {
+            Some((head, log)) => {
+                tracing::debug!("verifier log of {program}: {log}");
+                let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+                // The verdict is the last lines before the statistics.
+                let end = lines.iter().position(|l| l.starts_with("verification time")).unwrap_or(lines.len());
+                let verdict = lines[end.saturating_sub(2)..end].join(" | ");
+                format!("{}; verifier: {verdict}", head.trim().trim_end_matches('.'))
+            }
+            None => text,
+        };
+        ProbeError::Program { program: program.to_string(), detail }
+    }
+}
+
+impl Probe {
+    /// Loads, configures and attaches every program. Fails before attaching
+    /// anything when the host lacks what the programs need.
+    pub fn attach(options: &ProbeOptions) -> Result<Probe, ProbeError> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(ProbeError::NotRoot);
+        }
+        let mut go_comm = [0u8; TASK_COMM_LEN];
+        let name = options.go_command.as_bytes();
+        if name.is_empty() || name.len() >= TASK_COMM_LEN {
+            return Err(ProbeError::GoCommandName(options.go_command.clone()));
+        }
+        go_comm[..name.len()].copy_from_slice(name);
+
+        let tracefs = host::tracefs()?;
+        let tracepoints = host::tracepoint_facts(&tracefs)?;
+        let kernel = host::kernel_offsets()?;
+        let cgroup_path = host::cgroup2_root()?;
+        let cgroup = File::open(&cgroup_path)
+            .map_err(|source| ProbeError::Cgroup { path: cgroup_path.clone(), source })?;
+
+        let mut ebpf = EbpfLoader::new().load(PROBES)?;
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(logger) => Some(logger),
+            Err(e) => {
+                tracing::debug!("eBPF logging unavailable: {e}");
+                None
+            }
+        };
+
+        let config = ProbeConfig {
+            go_comm,
+            scoped: u32::from(options.scope.is_some()),
+            ready: 1,
+            kernel,
+            tracepoints: tracepoints.offsets,
+            kfree_has_rx_sk: u32::from(tracepoints.kfree_has_rx_sk),
+            _pad: 0,
+        };
+        let mut config_map: Array<_, ProbeConfig> =
+            Array::try_from(ebpf.map_mut("CONFIG").ok_or(ProbeError::Map("CONFIG"))?)
+                .map_err(|_| ProbeError::Map("CONFIG"))?;
+        config_map
+            .set(0, config, 0)
+            .map_err(|source| ProbeError::MapWrite { map: "CONFIG", source })?;
+        if let Some(pid) = options.scope {
+            let mut processes: HashMap<_, u32, ProcessEntry> =
+                HashMap::try_from(ebpf.map_mut("PROCESSES").ok_or(ProbeError::Map("PROCESSES"))?)
+                    .map_err(|_| ProbeError::Map("PROCESSES"))?;
+            let entry = ProcessEntry { state: process_state::SCOPE, build: 0 };
+            processes
+                .insert(pid, entry, 0)
+                .map_err(|source| ProbeError::MapWrite { map: "PROCESSES", source })?;
+        }
+
+        for (program, group, name) in TRACEPOINTS {
+            let p: &mut TracePoint = ebpf
+                .program_mut(program)
+                .ok_or(ProbeError::Map("program"))?
+                .try_into()
+                .map_err(program_error(program))?;
+            p.load().map_err(program_error(program))?;
+            p.attach(group, name).map_err(program_error(program))?;
+        }
+        for program in SOCK_ADDR_PROGRAMS {
+            let p: &mut CgroupSockAddr = ebpf
+                .program_mut(program)
+                .ok_or(ProbeError::Map("program"))?
+                .try_into()
+                .map_err(program_error(program))?;
+            p.load().map_err(program_error(program))?;
+            p.attach(&cgroup, CGROUP_MODE).map_err(program_error(program))?;
+        }
+        for (program, attach_type) in SKB_PROGRAMS {
+            let p: &mut CgroupSkb = ebpf
+                .program_mut(program)
+                .ok_or(ProbeError::Map("program"))?
+                .try_into()
+                .map_err(program_error(program))?;
+            p.load().map_err(program_error(program))?;
+            p.attach(&cgroup, attach_type, CGROUP_MODE)
+                .map_err(program_error(program))?;
+        }
+        Ok(Probe { ebpf, logger, drop_reasons: tracepoints.drop_reasons })
+    }
+
+    /// Forwards what the programs logged to this process's logger.
+    pub fn flush_logs(&mut self) {
+        if let Some(logger) = &mut self.logger {
+            logger.flush();
+        }
+    }
+
+    /// The ring buffer of records; can be taken once.
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
+        let map = self.ebpf.take_map("EVENTS").ok_or(ProbeError::Map("EVENTS"))?;
+        RingBuf::try_from(map).map_err(|_| ProbeError::Map("EVENTS"))
+    }
+
+    /// Records the kernel could not reserve space for, summed over CPUs.
+    pub fn lost(&self) -> Result<u64, ProbeError> {
+        let map = self.ebpf.map("LOST").ok_or(ProbeError::Map("LOST"))?;
+        let lost: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(|_| ProbeError::Map("LOST"))?;
+        let values = lost.get(&0u32, 0).map_err(|source| ProbeError::MapWrite { map: "LOST", source })?;
+        Ok(values.iter().sum())
+    }
+}
