@@ -104,7 +104,7 @@ pub enum LossReason {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// Anchors CLOCK_MONOTONIC to wall-clock time; the first event of every stream.
-    Clock { monotonic_ns: u64, realtime_ns: i128 },
+    Clock { monotonic_ns: u64, realtime_ns: i64 },
     /// A build process executed a program (the root `go`, or a descendant).
     Exec {
         #[serde(flatten)]

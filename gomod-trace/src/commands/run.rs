@@ -24,8 +24,8 @@ use crate::{
 /// (and their last events arrive) just after its processes exit.
 const SETTLE: Duration = Duration::from_millis(300);
 
-fn clock_ns(clock: ClockId) -> i128 {
-    clock.now().map_or(0, |t| i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec()))
+fn clock_ns(clock: ClockId) -> i64 {
+    clock.now().map_or(0, |t| t.tv_sec() * 1_000_000_000 + t.tv_nsec())
 }
 
 /// The anchor that ties kernel timestamps to wall-clock time.

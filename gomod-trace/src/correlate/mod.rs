@@ -21,7 +21,7 @@ pub const TLS_TIMEOUT_NS: u64 = 10_000_000_000;
 #[derive(Default)]
 pub struct Correlator {
     /// (CLOCK_MONOTONIC ns, Unix ns) of the same instant.
-    anchor: Option<(u64, i128)>,
+    anchor: Option<(u64, i64)>,
     builds: Vec<BuildState>,
     /// Builds whose root has not exited, by root pid.
     running: HashMap<u32, usize>,

@@ -122,7 +122,7 @@ impl BuildState {
         span
     }
 
-    pub fn render(mut self, anchor: (u64, i128)) -> Build {
+    pub fn render(mut self, anchor: (u64, i64)) -> Build {
         let end = self.end_ns();
         for span in &mut self.spans {
             if span.is_open() {
@@ -134,7 +134,7 @@ impl BuildState {
                 }
             }
         }
-        let wall = |ns: u64| timeline::rfc3339(anchor.1 + i128::from(ns) - i128::from(anchor.0));
+        let wall = |ns: u64| timeline::rfc3339(i128::from(anchor.1) + i128::from(ns) - i128::from(anchor.0));
         let complete = self.lost == 0 && !self.started_late;
         let findings = findings::findings(&self, complete);
         let spans = self

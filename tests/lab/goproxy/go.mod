@@ -1,0 +1,3 @@
+module gomodtrace.lab/goproxy
+
+go 1.19
