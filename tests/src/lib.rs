@@ -71,10 +71,13 @@ pub fn gomod_trace_bin() -> PathBuf {
     profile_dir().join("gomod-trace")
 }
 
-/// target/<profile>/, from this test's executable (target/<profile>/deps/<test>).
+/// target/<profile>/, from this executable: a test (target/<profile>/deps/<test>)
+/// or a binary such as xtask (target/<profile>/xtask).
 fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent().and_then(Path::parent).map(Path::to_path_buf).expect("target directory")
+    let exe = std::env::current_exe().expect("executable path");
+    let dir = exe.parent().expect("executable directory");
+    if dir.file_name().is_some_and(|n| n == "deps") { dir.parent().expect("target directory") } else { dir }
+        .to_path_buf()
 }
 
 /// Builds the lab's module proxy once per test process.
@@ -295,6 +298,11 @@ impl Lab {
             panic!("no timeline written ({e}); status {:?}, stderr: {stderr}", output.status)
         });
         let timeline = serde_json::from_slice(&json).expect("timeline is JSON");
+        // Developers refresh the replay fixtures with GOMOD_TRACE_SAVE_EVENTS=DIR.
+        if let Some(dir) = std::env::var_os("GOMOD_TRACE_SAVE_EVENTS") {
+            let name = std::thread::current().name().unwrap_or("run").replace("::", "-");
+            let _ = std::fs::copy(&events, Path::new(&dir).join(format!("{name}.jsonl")));
+        }
         // Fresh module cache for the next run in this lab.
         let _ = Command::new("chmod").args(["-R", "u+w"]).arg(self.path("modcache")).status();
         let _ = std::fs::remove_dir_all(self.path("modcache"));

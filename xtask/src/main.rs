@@ -1,1 +1,235 @@
-fn main() {}
+//! Developer and CI tasks. Every task sets up what it needs first, idempotently:
+//! a second run checks and skips in seconds.
+//!
+//!   cargo xtask setup   the toolchain and Debian packages
+//!   cargo xtask test    setup, build, unit tests, then the privileged lab tests
+//!   cargo xtask demo    setup, build, then gomod-trace on a real `go mod download`
+//!                       in the lab (clean, then with a firewall dropping packets)
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail, ensure};
+
+mod bench;
+use clap::{Parser, Subcommand};
+
+/// The bpf-linker release known to build against the nightly's LLVM here.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Debian packages: the Go toolchain and the lab's peers and tools.
+const PACKAGES: [&str; 6] = ["golang-go", "dnsmasq-base", "nftables", "iproute2", "ca-certificates", "bpftool"];
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building and testing need (idempotent).
+    Setup,
+    /// Set up, build, and run every test (unit, replay, privileged lab).
+    Test,
+    /// Set up, build, and show gomod-trace on a real `go mod download` in the lab.
+    Demo,
+    /// Measure what the attached tracer costs processes it does not track: the same
+    /// workloads without and with it, interleaved, as ratios.
+    Bench {
+        /// Rounds per configuration (alternating without/with the tracer).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
+}
+
+pub(crate) fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(workspace_root());
+    command
+}
+
+fn status(command: &mut Command) -> Result<()> {
+    let shown = format!("{command:?}");
+    let status = command.status().with_context(|| format!("cannot run {shown}"))?;
+    ensure!(status.success(), "{shown} failed ({status})");
+    Ok(())
+}
+
+fn output(command: &mut Command) -> Result<String> {
+    let shown = format!("{command:?}");
+    let out = command.output().with_context(|| format!("cannot run {shown}"))?;
+    ensure!(out.status.success(), "{shown} failed: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn step(what: &str) {
+    println!("xtask: {what}");
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+fn setup_packages() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .filter(|package| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", package])
+                .output()
+                .is_ok_and(|o| o.stdout.starts_with(b"install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        step("Debian packages: present");
+        return Ok(());
+    }
+    ensure!(is_root(), "Debian packages {missing:?} are missing; run as root so that xtask can install them");
+    step(&format!("Debian packages: installing {}", missing.join(" ")));
+    status(Command::new("apt-get").args(["update", "-qq"]))?;
+    status(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+fn setup_rust_src() -> Result<()> {
+    let installed = output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))
+        .context("the nightly toolchain is needed for the eBPF programs; it is part of this machine's image")?;
+    if installed.lines().any(|l| l.starts_with("rust-src")) {
+        step("nightly rust-src: present");
+        return Ok(());
+    }
+    step("nightly rust-src: installing");
+    status(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+}
+
+/// bpf-linker linked against the nightly's own LLVM (environment.md): Debian has
+/// no LLVM of the right version.
+fn setup_bpf_linker() -> Result<()> {
+    let working = Command::new("bpf-linker").arg("--version").output();
+    if working.is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION)) {
+        step(&format!("bpf-linker {BPF_LINKER_VERSION}: present"));
+        return Ok(());
+    }
+    let version = output(Command::new("rustc").args(["+nightly", "-vV"]))?;
+    let llvm_major = version
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .and_then(|v| v.split('.').next())
+        .context("rustc +nightly -vV names no LLVM version")?
+        .to_string();
+    let sysroot = PathBuf::from(output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?.trim());
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    let prefix = Path::new(&home).join(format!(".local/share/gomod-trace/llvm-{llvm_major}"));
+    let lib = prefix.join("lib");
+    std::fs::create_dir_all(&lib)?;
+    let mut main_library = None;
+    for entry in std::fs::read_dir(sysroot.join("lib"))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("libLLVM") {
+            let link = lib.join(&name);
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(entry.path(), &link)?;
+            if name.starts_with(&format!("libLLVM-{llvm_major}")) {
+                main_library = Some(entry.path());
+            }
+        }
+    }
+    let main_library = main_library.with_context(|| format!("no libLLVM-{llvm_major}*.so in {}", sysroot.display()))?;
+    let link = lib.join("libLLVM.so");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(main_library, &link)?;
+    step(&format!("bpf-linker {BPF_LINKER_VERSION}: building against the nightly's LLVM {llvm_major} (about 2 minutes, once)"));
+    status(
+        Command::new("cargo")
+            .args(["install", "--locked", "bpf-linker", "--version", BPF_LINKER_VERSION])
+            .args(["--no-default-features", "--features", &format!("llvm-{llvm_major}")])
+            .env("LLVM_PREFIX", &prefix),
+    )
+}
+
+pub(crate) fn setup() -> Result<()> {
+    let started = Instant::now();
+    setup_packages()?;
+    setup_rust_src()?;
+    setup_bpf_linker()?;
+    step(&format!("setup done in {:.1} s", started.elapsed().as_secs_f64()));
+    Ok(())
+}
+
+pub(crate) fn build() -> Result<()> {
+    let started = Instant::now();
+    step("building gomod-trace (and its eBPF programs)");
+    status(cargo().args(["build", "-p", "gomod-trace"]))?;
+    step(&format!("build done in {:.1} s", started.elapsed().as_secs_f64()));
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    setup()?;
+    build()?;
+    let lab_skips = gomod_trace_lab::missing_requirements();
+    if let Some(why) = &lab_skips {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            bail!("the lab tests cannot run: {why}");
+        }
+        println!("xtask: WARNING: lab tests will be skipped: {why}");
+    }
+    step("unit, replay and parser tests");
+    status(cargo().args(["test", "--workspace", "--exclude", "gomod-trace-lab"]))?;
+    step("lab tests (root, network namespaces, real go; one at a time)");
+    status(cargo().args(["test", "-p", "gomod-trace-lab", "--", "--test-threads=1"]))
+}
+
+fn demo() -> Result<()> {
+    setup()?;
+    build()?;
+    if let Some(why) = gomod_trace_lab::missing_requirements() {
+        bail!("the lab cannot run here: {why}");
+    }
+    let proxy = format!("https://{}", gomod_trace_lab::PROXY_NAME);
+    println!(
+        "\nxtask: the lab: {} modules served over TLS by {proxy}, DNS from dnsmasq, go from Debian,",
+        gomod_trace_lab::MODULES
+    );
+    println!("xtask: each in its own network namespace. No traffic leaves this machine.\n");
+
+    println!("== 1. a clean `go mod download`\n");
+    let lab = gomod_trace_lab::Lab::start();
+    let run = lab.traced_download(&proxy, Duration::from_secs(120));
+    println!("{}", run.waterfall());
+    drop(lab);
+
+    println!("== 2. the same, with nftables on the agent dropping packets to the proxy (about 30 s)\n");
+    let lab = gomod_trace_lab::Lab::start();
+    lab.require_modules(1);
+    lab.client_firewall(&format!(
+        "table inet gomod_trace_demo {{\n chain out {{\n  type filter hook output priority 0;\n  ip daddr {} tcp dport 443 drop\n }}\n}}\n",
+        lab.server_ip
+    ));
+    let run = lab.traced_download(&proxy, Duration::from_secs(120));
+    println!("{}", run.waterfall());
+    println!("xtask: go printed:\n{}", run.stderr.trim_end());
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().task {
+        Task::Setup => setup(),
+        Task::Test => test(),
+        Task::Demo => demo(),
+        Task::Bench { rounds } => bench::bench(rounds),
+    }
+}

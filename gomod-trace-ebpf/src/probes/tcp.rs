@@ -30,11 +30,10 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
 fn on_set_state(ctx: &TracePointContext) -> Option<()> {
     let config = config()?;
     let t = &config.tracepoints;
-    let skaddr: u64 = field(ctx, t.state_skaddr)?;
-    let old_state: i32 = field(ctx, t.state_oldstate)?;
     let new_state: i32 = field(ctx, t.state_newstate)?;
-    let cookie = if old_state == TCP_CLOSE && new_state == TCP_SYN_SENT {
-        // In connect(), in the connecting process.
+    let skaddr: u64 = field(ctx, t.state_skaddr)?;
+    let cookie = if new_state == TCP_SYN_SENT {
+        // In connect(), in the connecting process: the one lookup is its pid.
         tracked_build(current_tgid())?;
         if field::<u16>(ctx, t.state_protocol)? != IPPROTO_TCP {
             return None;
@@ -46,9 +45,11 @@ fn on_set_state(ctx: &TracePointContext) -> Option<()> {
         TCP_SOCKETS.insert(&skaddr, &cookie, 0).ok()?;
         cookie
     } else {
+        // Any other transition, in any context: the one lookup is the socket.
         // SAFETY: copied out at once.
         unsafe { TCP_SOCKETS.get(&skaddr) }.copied()?
     };
+    let old_state: i32 = field(ctx, t.state_oldstate)?;
 
     let family: u16 = field(ctx, t.state_family)?;
     let mut saddr = [0u8; 16];

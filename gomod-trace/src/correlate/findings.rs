@@ -133,7 +133,7 @@ fn describe(build: &BuildState, kind: &'static str, key: &str, group: &Group) ->
     let spans: Vec<&SpanState> = group.spans.iter().map(|&i| &build.spans[i]).collect();
     let cost = covered_ns(spans.iter().map(|s| (s.start_ns, s.end_ns.unwrap_or(s.start_ns))).collect());
     let n = spans.len();
-    let attempts = if n == 1 { "1 attempt".to_string() } else { format!("{n} attempts") };
+    let (attempts, were) = if n == 1 { ("1 attempt".to_string(), "was") } else { (format!("{n} attempts"), "were") };
     let first = spans[0];
     let retransmits: u64 = spans
         .iter()
@@ -144,7 +144,7 @@ fn describe(build: &BuildState, kind: &'static str, key: &str, group: &Group) ->
             let reason = first.attrs.get("drop_reason").and_then(|v| v.as_str()).unwrap_or("a drop");
             (
                 format!(
-                    "{attempts} to connect to {key} were dropped by a firewall on this host ({reason}, {retransmits} SYN retransmits); the build waited {}",
+                    "{attempts} to connect to {key} {were} dropped by a firewall on this host ({reason}, {retransmits} SYN retransmits); the build waited {}",
                     seconds(cost)
                 ),
                 format!("allow TCP to {key} in this host's firewall (nftables/iptables), or use a proxy that is reachable"),
@@ -158,7 +158,7 @@ fn describe(build: &BuildState, kind: &'static str, key: &str, group: &Group) ->
             format!("check the network path to {key}: a firewall between this agent and the host, or the host itself"),
         ),
         "connect_refused" => (
-            format!("{attempts} to connect to {key} were refused (nothing listens there, or a firewall rejects with a reset)"),
+            format!("{attempts} to connect to {key} {were} refused (nothing listens there, or a firewall rejects with a reset)"),
             format!("check that the service behind {key} is running and that the port in GOPROXY/GOSUMDB is right"),
         ),
         "host_unreachable" => {

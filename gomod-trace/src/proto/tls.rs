@@ -118,7 +118,7 @@ pub fn parse_first_record(bytes: &[u8]) -> Result<TlsRecord, ProtoError> {
             TlsMessage::Alert(alert) => {
                 return Ok(TlsRecord::Alert(Alert {
                     fatal: alert.severity.0 == 2,
-                    description: format!("{:?}", alert.code),
+                    description: alert.code.to_string(),
                 }));
             }
             _ => {}

@@ -1,0 +1,135 @@
+//! Recorded lab runs (tests/fixtures, refreshed with GOMOD_TRACE_SAVE_EVENTS=DIR)
+//! replayed through the correlator without root: one fixture per lab scenario.
+use std::path::{Path, PathBuf};
+
+use gomod_trace::{
+    correlate::Correlator,
+    event::{Event, LossReason},
+    record,
+    timeline::{Build, Outcome, Severity, SpanKind, Timeline},
+};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(format!("{name}.jsonl"))
+}
+
+fn timeline(name: &str) -> Timeline {
+    Correlator::timeline(record::read(&fixture(name)).expect("fixture reads"))
+}
+
+fn only_build(t: &Timeline) -> &Build {
+    assert_eq!(t.builds.len(), 1);
+    &t.builds[0]
+}
+
+fn serious(b: &Build) -> Vec<&str> {
+    b.findings.iter().filter(|f| f.severity >= Severity::Warning).map(|f| f.kind.as_str()).collect()
+}
+
+#[test]
+fn clean_download_has_dns_connect_tls_and_no_findings() {
+    let t = timeline("clean_download");
+    let b = only_build(&t);
+    assert_eq!(b.command, ["go", "mod", "download"]);
+    assert_eq!((b.exit_code, b.complete), (Some(0), true));
+    let of = |kind| b.spans.iter().filter(move |s| s.kind == kind);
+    assert!(of(SpanKind::Dns).any(|s| s.host.as_deref() == Some("proxy.lab.test") && s.outcome == Some(Outcome::Ok)));
+    assert!(of(SpanKind::Connect).all(|s| s.outcome == Some(Outcome::Ok) && s.host.as_deref() == Some("proxy.lab.test")));
+    assert!(of(SpanKind::Tls).all(|s| s.attrs["sni"] == "proxy.lab.test" && s.outcome == Some(Outcome::Ok)));
+    assert!(of(SpanKind::Tls).count() >= 1);
+    assert!(serious(b).is_empty(), "{:?}", b.findings);
+    for span in &b.spans[1..] {
+        let parent = span.parent.expect("every span but the root has a parent");
+        assert!(b.spans.iter().any(|s| s.id == parent));
+    }
+}
+
+#[test]
+fn nxdomain_is_a_dns_failure() {
+    let t = timeline("nxdomain");
+    let b = only_build(&t);
+    assert_eq!(b.exit_code, Some(1));
+    let dns: Vec<_> = b.spans.iter().filter(|s| s.kind == SpanKind::Dns).collect();
+    assert!(!dns.is_empty() && dns.iter().all(|s| s.outcome == Some(Outcome::Nxdomain)));
+    assert_eq!(serious(b), ["dns_failure"]);
+    assert!(b.findings[0].message.contains("missing.lab.test"));
+}
+
+#[test]
+fn refused_port_is_connect_refused() {
+    let t = timeline("refused");
+    let b = only_build(&t);
+    let connects: Vec<_> = b.spans.iter().filter(|s| s.kind == SpanKind::Connect).collect();
+    assert!(!connects.is_empty());
+    assert!(connects.iter().all(|s| s.outcome == Some(Outcome::Refused) && s.port == Some(8443)));
+    assert_eq!(serious(b), ["connect_refused"]);
+    assert_eq!(b.findings[0].spans.len(), connects.len());
+}
+
+#[test]
+fn firewall_drop_costs_the_dial_timeout() {
+    let t = timeline("firewall_drop");
+    let b = only_build(&t);
+    let connect = b.spans.iter().find(|s| s.kind == SpanKind::Connect).expect("connect");
+    assert_eq!(connect.outcome, Some(Outcome::Dropped));
+    assert_eq!(connect.attrs["drop_reason"], "NETFILTER_DROP");
+    let finding = &b.findings[0];
+    assert_eq!((finding.kind.as_str(), finding.severity), ("firewall_drop", Severity::Error));
+    assert!((29_000.0..31_000.0).contains(&finding.cost_ms), "{}", finding.cost_ms);
+    assert_eq!(finding.spans, [connect.id]);
+}
+
+#[test]
+fn events_out_of_order_across_cpus_give_the_same_timeline() {
+    let events = record::read(&fixture("clean_download")).unwrap();
+    let expected = serde_json::to_string(&Correlator::timeline(events.clone())).unwrap();
+    let mut shuffled = events;
+    shuffled.reverse();
+    shuffled.rotate_left(7);
+    assert_eq!(serde_json::to_string(&Correlator::timeline(shuffled)).unwrap(), expected);
+}
+
+#[test]
+fn lost_events_make_the_build_incomplete() {
+    let mut events = record::read(&fixture("clean_download")).unwrap();
+    let middle = events[events.len() / 2].ts_ns();
+    events.push(Event::Lost { ts_ns: middle, count: 3, reason: LossReason::RingBufferFull });
+    let t = Correlator::timeline(events);
+    let b = only_build(&t);
+    assert!(!b.complete);
+    let finding = b.findings.iter().find(|f| f.kind == "incomplete_trace").expect("incomplete_trace");
+    assert!(finding.message.contains("3 kernel events were lost"));
+}
+
+fn shift(event: Event, by: u64) -> Event {
+    let mut value = serde_json::to_value(event).unwrap();
+    let ts = value["ts_ns"].as_u64().unwrap();
+    value["ts_ns"] = (ts + by).into();
+    serde_json::from_value(value).unwrap()
+}
+
+#[test]
+fn pid_reuse_starts_a_new_build() {
+    // The same recording again a minute later: the root pid is reused.
+    let first = record::read(&fixture("nxdomain")).unwrap();
+    let mut events = first.clone();
+    events.extend(first.into_iter().skip(1).map(|e| shift(e, 60_000_000_000)));
+    let t = Correlator::timeline(events);
+    assert_eq!(t.builds.len(), 2);
+    assert_eq!(t.builds[0].pid, t.builds[1].pid);
+    assert_ne!(t.builds[0].id, t.builds[1].id);
+    assert_eq!(t.builds[0].spans.len(), t.builds[1].spans.len());
+}
+
+#[test]
+fn malformed_recordings_are_clear_errors() {
+    let dir = std::env::temp_dir().join(format!("gomod-trace-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(&bad, "{\"event\":\"clock\",\"monotonic_ns\":1,\"realtime_ns\":2}\n{\"event\":\"exec\",\"ts_ns\":\"x\"}\n").unwrap();
+    let err = record::read(&bad).unwrap_err().to_string();
+    assert!(err.contains("bad.jsonl:2"), "{err}");
+    std::fs::write(&bad, "").unwrap();
+    assert!(record::read(&bad).unwrap_err().to_string().contains("empty recording"));
+    let _ = std::fs::remove_dir_all(dir);
+}
