@@ -177,6 +177,42 @@ pub(crate) fn build() -> Result<()> {
     Ok(())
 }
 
+/// Totals over the `test result:` lines of cargo test runs.
+#[derive(Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl Tally {
+    /// Runs `cargo test ARGS`, echoing its output and counting its results.
+    fn cargo_test(&mut self, args: &[&str]) -> Result<()> {
+        use std::io::BufRead as _;
+        let mut child = cargo().arg("test").args(args).stdout(std::process::Stdio::piped()).spawn()?;
+        let stdout = child.stdout.take().context("cargo test stdout")?;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line?;
+            println!("{line}");
+            if let Some(result) = line.strip_prefix("test result: ") {
+                let count = |word: &str| {
+                    result
+                        .split(';')
+                        .find_map(|part| part.trim().trim_start_matches("ok. ").trim_start_matches("FAILED. ").strip_suffix(word))
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                self.passed += count(" passed");
+                self.failed += count(" failed");
+                self.ignored += count(" ignored");
+            }
+        }
+        let status = child.wait()?;
+        ensure!(status.success(), "cargo test {} failed ({status})", args.join(" "));
+        Ok(())
+    }
+}
+
 fn test() -> Result<()> {
     setup()?;
     build()?;
@@ -187,10 +223,13 @@ fn test() -> Result<()> {
         }
         println!("xtask: WARNING: lab tests will be skipped: {why}");
     }
+    let mut tally = Tally::default();
     step("unit, replay and parser tests");
-    status(cargo().args(["test", "--workspace", "--exclude", "gomod-trace-lab"]))?;
+    let unit = tally.cargo_test(&["--workspace", "--exclude", "gomod-trace-lab"]);
     step("lab tests (root, network namespaces, real go; one at a time)");
-    status(cargo().args(["test", "-p", "gomod-trace-lab", "--", "--test-threads=1"]))
+    let lab = unit.and_then(|()| tally.cargo_test(&["-p", "gomod-trace-lab", "--", "--test-threads=1"]));
+    println!("xtask: {} passed, {} failed, {} skipped", tally.passed, tally.failed, tally.ignored);
+    lab
 }
 
 fn demo() -> Result<()> {
