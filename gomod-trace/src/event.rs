@@ -193,35 +193,28 @@ pub enum Event {
 }
 
 impl Event {
+    /// Where and when the kernel raised the event (not for `Clock` and `Lost`).
+    pub fn at(&self) -> Option<At> {
+        match self {
+            Event::Exec { at, .. }
+            | Event::Fork { at, .. }
+            | Event::Exit { at, .. }
+            | Event::Connect { at, .. }
+            | Event::TcpState { at, .. }
+            | Event::TcpRetransmit { at, .. }
+            | Event::TcpReset { at, .. }
+            | Event::Drop { at, .. }
+            | Event::Payload { at, .. } => Some(*at),
+            Event::Clock { .. } | Event::Lost { .. } => None,
+        }
+    }
+
     /// Monotonic time of the event (the anchor's own time for `Clock`).
     pub fn ts_ns(&self) -> u64 {
         match self {
             Event::Clock { monotonic_ns, .. } => *monotonic_ns,
             Event::Lost { ts_ns, .. } => *ts_ns,
-            Event::Exec { at, .. }
-            | Event::Fork { at, .. }
-            | Event::Exit { at, .. }
-            | Event::Connect { at, .. }
-            | Event::TcpState { at, .. }
-            | Event::TcpRetransmit { at, .. }
-            | Event::TcpReset { at, .. }
-            | Event::Drop { at, .. }
-            | Event::Payload { at, .. } => at.ts_ns,
-        }
-    }
-
-    fn order_key(&self) -> (u64, u32, u64) {
-        match self {
-            Event::Exec { at, .. }
-            | Event::Fork { at, .. }
-            | Event::Exit { at, .. }
-            | Event::Connect { at, .. }
-            | Event::TcpState { at, .. }
-            | Event::TcpRetransmit { at, .. }
-            | Event::TcpReset { at, .. }
-            | Event::Drop { at, .. }
-            | Event::Payload { at, .. } => (at.ts_ns, at.cpu, at.seq),
-            other => (other.ts_ns(), 0, 0),
+            other => other.at().map_or(0, |at| at.ts_ns),
         }
     }
 }
@@ -229,9 +222,10 @@ impl Event {
 /// Puts events from several CPUs into time order (stable for equal keys, so the
 /// anchor stays first and the order of one CPU is kept).
 pub fn sort_events(events: &mut [Event]) {
-    events.sort_by_key(|event| match event {
-        Event::Clock { .. } => (0, 0, 0),
-        other => other.order_key(),
+    events.sort_by_key(|event| match (event, event.at()) {
+        (Event::Clock { .. }, _) => (0, 0, 0),
+        (_, Some(at)) => (at.ts_ns, at.cpu, at.seq),
+        (other, None) => (other.ts_ns(), 0, 0),
     });
 }
 

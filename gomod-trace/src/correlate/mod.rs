@@ -98,11 +98,11 @@ impl Correlator {
                     socket.drop_reason.get_or_insert_with(|| reason.clone());
                 }
             }
-            Event::Payload { at, cookie, direction, segment_len, data, .. } => {
+            Event::Payload { at, cookie, direction, data, .. } => {
                 if let Some(socket) = self.sockets.get_mut(cookie) {
                     let b = &mut self.builds[socket.build];
                     b.touch(at.ts_ns);
-                    socket.on_payload(b, at.ts_ns, *direction, *segment_len, data);
+                    socket.on_payload(b, at.ts_ns, *direction, data);
                 }
             }
             Event::Lost { ts_ns, count, .. } => {

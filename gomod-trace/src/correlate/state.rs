@@ -356,7 +356,7 @@ impl SocketState {
         }
     }
 
-    pub fn on_payload(&mut self, b: &mut BuildState, ts: u64, direction: Direction, segment_len: u32, data: &[u8]) {
+    pub fn on_payload(&mut self, b: &mut BuildState, ts: u64, direction: Direction, data: &[u8]) {
         match (self.protocol, direction) {
             (Protocol::Udp, _) if self.remote.port() == 53 => self.on_dns(b, ts, data, dns::parse(data)),
             (Protocol::Tcp, _) if self.remote.port() == 53 => self.on_dns(b, ts, data, dns::parse_tcp(data)),
@@ -364,7 +364,6 @@ impl SocketState {
             (Protocol::Tcp, Direction::Ingress) => self.on_ingress(b, ts, data),
             (Protocol::Udp, _) => {}
         }
-        let _ = segment_len;
     }
 
     fn on_dns(&mut self, b: &mut BuildState, ts: u64, data: &[u8], message: Result<dns::DnsMessage, crate::proto::ProtoError>) {

@@ -73,6 +73,37 @@ pub struct Probe {
     pub drop_reasons: BTreeMap<u32, String>,
 }
 
+/// The program called `name`, of type `T`, loaded into the kernel (verified).
+fn loaded<'a, T>(ebpf: &'a mut Ebpf, name: &'a str) -> Result<&'a mut T, ProbeError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+    T: LoadProgram + 'a,
+{
+    let program: &mut T = ebpf
+        .program_mut(name)
+        .ok_or_else(|| ProbeError::Program { program: name.to_string(), detail: "not in the embedded object".into() })?
+        .try_into()
+        .map_err(program_error(name))?;
+    program.load_program().map_err(program_error(name))?;
+    Ok(program)
+}
+
+/// The `load` every program type has, under one name.
+trait LoadProgram {
+    fn load_program(&mut self) -> Result<(), ProgramError>;
+}
+
+macro_rules! load_program {
+    ($($t:ty),*) => {$(
+        impl LoadProgram for $t {
+            fn load_program(&mut self) -> Result<(), ProgramError> {
+                self.load()
+            }
+        }
+    )*};
+}
+load_program!(TracePoint, CgroupSockAddr, CgroupSkb);
+
 /// An attach error in one readable line: the verifier's log is cut to its verdict.
 fn program_error(program: &str) -> impl FnOnce(ProgramError) -> ProbeError + '_ {
     move |source| {
@@ -153,32 +184,16 @@ impl Probe {
         }
 
         for (program, group, name) in TRACEPOINTS {
-            let p: &mut TracePoint = ebpf
-                .program_mut(program)
-                .ok_or(ProbeError::Map("program"))?
-                .try_into()
-                .map_err(program_error(program))?;
-            p.load().map_err(program_error(program))?;
+            let p: &mut TracePoint = loaded(&mut ebpf, program)?;
             p.attach(group, name).map_err(program_error(program))?;
         }
         for program in SOCK_ADDR_PROGRAMS {
-            let p: &mut CgroupSockAddr = ebpf
-                .program_mut(program)
-                .ok_or(ProbeError::Map("program"))?
-                .try_into()
-                .map_err(program_error(program))?;
-            p.load().map_err(program_error(program))?;
+            let p: &mut CgroupSockAddr = loaded(&mut ebpf, program)?;
             p.attach(&cgroup, CGROUP_MODE).map_err(program_error(program))?;
         }
         for (program, attach_type) in SKB_PROGRAMS {
-            let p: &mut CgroupSkb = ebpf
-                .program_mut(program)
-                .ok_or(ProbeError::Map("program"))?
-                .try_into()
-                .map_err(program_error(program))?;
-            p.load().map_err(program_error(program))?;
-            p.attach(&cgroup, attach_type, CGROUP_MODE)
-                .map_err(program_error(program))?;
+            let p: &mut CgroupSkb = loaded(&mut ebpf, program)?;
+            p.attach(&cgroup, attach_type, CGROUP_MODE).map_err(program_error(program))?;
         }
         Ok(Probe { ebpf, logger, drop_reasons: tracepoints.drop_reasons })
     }
