@@ -9,6 +9,7 @@ use gomod_trace_ebpf::{
     SocketSignalRecord, TcpStateRecord, direction, hook, kind,
 };
 
+use crate::redact;
 use crate::event::{At, ConnectHook, Counters, Direction, Event, Protocol, TcpState, ip_from_wire};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -84,7 +85,7 @@ pub fn decode(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeErro
                 pid: header.pid,
                 build: r.build,
                 comm: c_string(&r.comm),
-                argv: argv(&r.argv[..len]),
+                argv: argv(&r.argv[..len]).iter().map(|a| redact::userinfo(a)).collect(),
             }
         }
         kind::FORK => {
@@ -165,7 +166,11 @@ pub fn decode(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeErro
                 },
                 protocol: protocol(r.protocol)?,
                 segment_len: r.segment_len,
-                data: Bytes::copy_from_slice(&r.data[..len]),
+                // Secrets never leave the decode boundary: not into recordings either.
+                data: match redact::http_credentials(&r.data[..len]) {
+                    Some(scrubbed) => Bytes::from(scrubbed),
+                    None => Bytes::copy_from_slice(&r.data[..len]),
+                },
             }
         }
         other => return Err(DecodeError::UnknownKind(other)),

@@ -16,9 +16,88 @@ pub fn userinfo(url: &str) -> String {
     }
 }
 
+/// Header fields whose values are credentials.
+const SECRET_HEADERS: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "set-cookie"];
+
+/// Scrubs an HTTP/1 message prefix, byte-wise (a captured prefix may end in the
+/// middle of anything): credential header values and userinfo in the request
+/// target become `REDACTED`. Returns `None` for what is not an HTTP/1 head.
+pub fn http_credentials(data: &[u8]) -> Option<Vec<u8>> {
+    let first_end = find(data, b"\r\n").unwrap_or(data.len());
+    let first = &data[..first_end];
+    let mut words = first.splitn(3, |&b| b == b' ');
+    let (word, target) = (words.next()?, words.next());
+    let is_response = word.starts_with(b"HTTP/");
+    let is_request = (1..=16).contains(&word.len()) && word.iter().all(u8::is_ascii_uppercase) && target.is_some();
+    if !is_request && !is_response {
+        return None;
+    }
+    let head_end = find(data, b"\r\n\r\n").map_or(data.len(), |i| i + 4);
+    let mut out = Vec::with_capacity(data.len() + 16);
+    match target.filter(|_| is_request) {
+        Some(target) => {
+            out.extend_from_slice(word);
+            out.push(b' ');
+            out.extend_from_slice(userinfo(&String::from_utf8_lossy(target)).as_bytes());
+            if let Some(rest) = words.next() {
+                out.push(b' ');
+                out.extend_from_slice(rest);
+            }
+        }
+        None => out.extend_from_slice(first),
+    }
+    // Header lines, each starting with the CRLF that ends the line before it.
+    let mut rest = &data[first_end..head_end];
+    while !rest.is_empty() {
+        let next = find(&rest[2.min(rest.len())..], b"\r\n").map_or(rest.len(), |i| i + 2);
+        let line = &rest[..next];
+        rest = &rest[next..];
+        let field = line.strip_prefix(b"\r\n").unwrap_or(line);
+        let secret = field
+            .iter()
+            .position(|&b| b == b':')
+            .is_some_and(|colon| SECRET_HEADERS.iter().any(|h| field[..colon].trim_ascii().eq_ignore_ascii_case(h.as_bytes())));
+        if secret {
+            let colon = field.iter().position(|&b| b == b':').unwrap_or(0);
+            out.extend_from_slice(&line[..line.len() - field.len() + colon + 1]);
+            out.extend_from_slice(b" ");
+            out.extend_from_slice(REDACTED.as_bytes());
+        } else {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(&data[head_end..]);
+    Some(out)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scrubs_http_credentials() {
+        let request = b"CONNECT proxy.golang.org:443 HTTP/1.1\r\nHost: proxy.golang.org:443\r\nProxy-Authorization: Basic YWxpY2U6czNjcmV0\r\n\r\n";
+        let out = String::from_utf8(http_credentials(request).unwrap()).unwrap();
+        assert!(!out.contains("YWxpY2U6czNjcmV0"), "{out}");
+        assert!(out.contains("Proxy-Authorization: REDACTED\r\n\r\n"), "{out:?}");
+        assert!(out.starts_with("CONNECT proxy.golang.org:443 HTTP/1.1\r\nHost: proxy.golang.org:443\r\n"));
+
+        let cut = b"GET http://u:pw@proxy.corp/m/@v/list HTTP/1.1\r\nAuthorization: Bearer tok";
+        let out = String::from_utf8(http_credentials(cut).unwrap()).unwrap();
+        assert!(!out.contains("pw@") && !out.contains("tok"), "{out}");
+        assert!(out.starts_with("GET http://REDACTED@proxy.corp/m/@v/list HTTP/1.1\r\n"));
+
+        let binary = b"GET /m HTTP/1.1\r\nCookie: a=b\xff\xfe\r\nX: \xe2\x82";
+        let out = http_credentials(binary).unwrap();
+        assert!(!out.windows(3).any(|w| w == b"a=b"));
+        assert!(out.ends_with(b"X: \xe2\x82"));
+        assert_eq!(http_credentials(b"\x16\x03\x01\x02\x00"), None);
+        assert_eq!(http_credentials(b"garbage without spaces"), None);
+    }
 
     #[test]
     fn redacts_userinfo_only() {

@@ -34,6 +34,19 @@ proptest! {
     }
 
     #[test]
+    fn credential_scrubbing_never_panics_and_removes_the_value(
+        method in "[A-Z]{1,8}", target in "[!-~]{1,40}", secret in "[A-Za-z0-9]{8,20}", tail in proptest::collection::vec(any::<u8>(), 0..100)
+    ) {
+        let mut message = format!("{method} {target} HTTP/1.1\r\nProxy-Authorization: Basic {secret}\r\n").into_bytes();
+        message.extend_from_slice(&tail);
+        let scrubbed = gomod_trace::redact::http_credentials(&message).expect("an HTTP head");
+        let text = String::from_utf8_lossy(&scrubbed);
+        let header = text.lines().nth(1).unwrap_or_default().to_string();
+        prop_assert!(!header.contains(&secret), "{}", header);
+        let _ = gomod_trace::redact::http_credentials(&tail);
+    }
+
+    #[test]
     fn decode_never_panics(kind in 0u32..12, rest in proptest::collection::vec(any::<u8>(), 0..2200)) {
         let mut bytes = kind.to_ne_bytes().to_vec();
         bytes.extend_from_slice(&rest);

@@ -53,6 +53,26 @@ fn clean_download_through_the_tls_proxy() {
 }
 
 #[test]
+fn credentials_in_goproxy_never_appear_in_any_output() {
+    if !lab_available("credentials_in_goproxy_never_appear_in_any_output") {
+        return;
+    }
+    let lab = Lab::start();
+    let secret = "s3cretPassw0rd";
+    let run = lab.traced_download(&format!("https://alice:{secret}@{PROXY_NAME}"), Duration::from_secs(120));
+    assert!(run.status.success(), "{}", run.stderr);
+    let recording = std::fs::read_to_string(&run.events).expect("recording");
+    for (what, text) in [
+        ("timeline JSON", String::from_utf8_lossy(&run.json).into_owned()),
+        ("recording", recording),
+        ("text waterfall", run.waterfall()),
+        ("stderr", run.stderr.clone()),
+    ] {
+        assert!(!text.contains(secret), "the GOPROXY password appears in the {what}");
+    }
+}
+
+#[test]
 fn replay_of_the_recording_gives_the_same_json() {
     if !lab_available("replay_of_the_recording_gives_the_same_json") {
         return;

@@ -117,7 +117,6 @@ impl BuildState {
         let s = &mut self.spans[span];
         s.outcome = Some(Outcome::Ok);
         s.attrs.insert("comm".into(), comm.into());
-        let argv: Vec<String> = argv.iter().map(|a| crate::redact::userinfo(a)).collect();
         s.attrs.insert("argv".into(), argv.into());
         span
     }
@@ -159,7 +158,7 @@ impl BuildState {
             .collect();
         Build {
             id: format!("{}-{}", self.root, self.start_ns),
-            command: self.command.iter().map(|a| crate::redact::userinfo(a)).collect(),
+            command: self.command,
             pid: self.root,
             started_at: wall(self.start_ns),
             ended_at: self.ended_ns.map(wall),
