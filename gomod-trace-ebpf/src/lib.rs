@@ -9,6 +9,10 @@
 pub const TASK_COMM_LEN: usize = 16;
 /// Bytes of a process's argument block copied at exec (NUL-separated).
 pub const ARGV_CAPTURE: usize = 256;
+/// Bytes of a build root's environment block copied at exec (its Go configuration).
+pub const ENV_CAPTURE: usize = 16 * 1024;
+/// Bytes of the executable path a build root was started from.
+pub const PATH_CAPTURE: usize = 256;
 /// Bytes of a segment's payload copied for the userspace parsers.
 pub const PAYLOAD_CAPTURE: usize = 2048;
 /// Payload-bearing segments copied per direction of a TCP connection (the
@@ -28,6 +32,7 @@ pub mod kind {
     pub const TCP_RESET: u32 = 7;
     pub const SKB_DROP: u32 = 8;
     pub const PAYLOAD: u32 = 9;
+    pub const ENVIRONMENT: u32 = 10;
 }
 
 /// `ProcessEntry::state` values.
@@ -83,6 +88,8 @@ pub struct KernelOffsets {
     pub task_mm: u32,
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
+    pub mm_env_start: u32,
+    pub mm_env_end: u32,
     pub sock_cookie: u32,
     pub sock_err: u32,
     pub skb_sk: u32,
@@ -93,6 +100,8 @@ pub struct KernelOffsets {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TracepointOffsets {
+    /// `sched_process_exec`'s `filename` (a `__data_loc` field).
+    pub exec_filename: u32,
     pub fork_child_pid: u32,
     pub state_skaddr: u32,
     pub state_oldstate: u32,
@@ -154,6 +163,20 @@ pub struct ExecRecord {
     pub argv_len: u32,
     pub comm: [u8; TASK_COMM_LEN],
     pub argv: [u8; ARGV_CAPTURE],
+}
+
+/// The environment of a build's root process, and the program it executed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EnvironmentRecord {
+    pub header: EventHeader,
+    pub build: u32,
+    pub env_len: u32,
+    pub path_len: u32,
+    pub _pad: u32,
+    pub path: [u8; PATH_CAPTURE],
+    /// NUL-separated `NAME=value` strings.
+    pub env: [u8; ENV_CAPTURE],
 }
 
 #[repr(C)]
@@ -246,11 +269,12 @@ macro_rules! assert_size {
 assert_size!(EventHeader, 32);
 assert_size!(ProcessEntry, 8);
 assert_size!(SocketEntry, 56);
-assert_size!(KernelOffsets, 32);
-assert_size!(TracepointOffsets, 72);
-assert_size!(ProbeConfig, 136);
+assert_size!(KernelOffsets, 40);
+assert_size!(TracepointOffsets, 76);
+assert_size!(ProbeConfig, 148);
 assert_size!(ExecRecord, 32 + 8 + 16 + 256);
 assert_size!(ForkRecord, 40);
+assert_size!(EnvironmentRecord, 32 + 16 + 256 + 16 * 1024);
 assert_size!(ExitRecord, 40);
 assert_size!(ConnectRecord, 32 + 24 + 16);
 assert_size!(TcpStateRecord, 32 + 8 + 8 + 8 + 4 + 32 + 4 + 56);

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, mem::size_of, net::SocketAddr};
 
 use bytes::Bytes;
 use gomod_trace_ebpf::{
-    ConnectRecord, EventHeader, ExecRecord, ExitRecord, ForkRecord, PayloadRecord,
+    ConnectRecord, ENV_CAPTURE, EnvironmentRecord, EventHeader, ExecRecord, ExitRecord, ForkRecord, PayloadRecord,
     SocketSignalRecord, TcpStateRecord, direction, hook, kind,
 };
 
@@ -86,6 +86,18 @@ pub fn decode(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeErro
                 build: r.build,
                 comm: c_string(&r.comm),
                 argv: argv(&r.argv[..len]).iter().map(|a| redact::userinfo(a)).collect(),
+            }
+        }
+        kind::ENVIRONMENT => {
+            let r: EnvironmentRecord = read(bytes, "environment record")?;
+            let env_len = (r.env_len as usize).min(ENV_CAPTURE);
+            let path_len = (r.path_len as usize).min(r.path.len());
+            Event::Environment {
+                at,
+                build: r.build,
+                executable: c_string(&r.path[..path_len]),
+                vars: crate::goenv::relevant_environment(&r.env[..env_len]),
+                truncated: env_len == ENV_CAPTURE,
             }
         }
         kind::FORK => {

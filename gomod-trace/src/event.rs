@@ -1,10 +1,15 @@
 //! The decoded event stream: owned, serde-able facts from the kernel, in the order
 //! they were read. `--record` writes exactly these as JSON lines and `replay` reads
 //! them back, so everything after decode is testable without root.
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+
+use crate::goenv::ConfigFile;
 
 /// Where and when the kernel raised an event.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +119,25 @@ pub enum Event {
         comm: String,
         argv: Vec<String>,
     },
+    /// The Go-related environment of a build's root process (other variables are
+    /// dropped at decode, values redacted) and the program it executed.
+    Environment {
+        #[serde(flatten)]
+        at: At,
+        build: u32,
+        executable: String,
+        vars: BTreeMap<String, String>,
+        /// The environment was larger than the kernel copies: settings may be missing.
+        truncated: bool,
+    },
+    /// The configuration files the build's Go command reads, as read when it started.
+    ConfigFiles {
+        #[serde(flatten)]
+        at: At,
+        build: u32,
+        goenv_file: Option<ConfigFile>,
+        goroot_go_env: Option<ConfigFile>,
+    },
     Fork {
         #[serde(flatten)]
         at: At,
@@ -197,6 +221,8 @@ impl Event {
     pub fn at(&self) -> Option<At> {
         match self {
             Event::Exec { at, .. }
+            | Event::Environment { at, .. }
+            | Event::ConfigFiles { at, .. }
             | Event::Fork { at, .. }
             | Event::Exit { at, .. }
             | Event::Connect { at, .. }

@@ -9,6 +9,7 @@ pub mod correlate;
 pub mod decode;
 pub mod event;
 pub mod export;
+pub mod goenv;
 pub mod probe;
 pub mod proto;
 pub mod record;

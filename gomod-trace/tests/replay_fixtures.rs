@@ -6,7 +6,7 @@ use gomod_trace::{
     correlate::Correlator,
     event::{Event, LossReason},
     record,
-    timeline::{Build, Outcome, Severity, SpanKind, Timeline},
+    timeline::{Build, Outcome, Role, Severity, SpanKind, Timeline},
 };
 
 fn fixture(name: &str) -> PathBuf {
@@ -35,6 +35,10 @@ fn clean_download_has_dns_connect_tls_and_no_findings() {
     let of = |kind| b.spans.iter().filter(move |s| s.kind == kind);
     assert!(of(SpanKind::Dns).any(|s| s.host.as_deref() == Some("proxy.lab.test") && s.outcome == Some(Outcome::Ok)));
     assert!(of(SpanKind::Connect).all(|s| s.outcome == Some(Outcome::Ok) && s.host.as_deref() == Some("proxy.lab.test")));
+    assert!(of(SpanKind::Connect).chain(of(SpanKind::Tls)).all(|s| s.role == Role::Proxy));
+    assert!(of(SpanKind::Dns).all(|s| s.role == Role::Dns));
+    assert_eq!((b.config["GOPROXY"].value.as_str(), b.config["GOPROXY"].source.as_str()), ("https://proxy.lab.test", "env"));
+    assert_eq!(b.config["GOSUMDB"].source, "default");
     assert!(of(SpanKind::Tls).all(|s| s.attrs["sni"] == "proxy.lab.test" && s.outcome == Some(Outcome::Ok)));
     assert!(of(SpanKind::Tls).count() >= 1);
     assert!(serious(b).is_empty(), "{:?}", b.findings);

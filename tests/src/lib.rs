@@ -265,24 +265,48 @@ impl Lab {
     /// Runs `gomod-trace run -- go mod download` in the client namespace with the
     /// given GOPROXY, and reads back the timeline it wrote.
     pub fn traced_download(&self, goproxy: &str, timeout: Duration) -> TracedRun {
+        self.traced_download_env(&[("GOPROXY", goproxy)], timeout)
+    }
+
+    /// As [`Lab::traced_download`], with the go command's environment changed: each
+    /// (name, value) replaces the lab's default; an empty value unsets it.
+    pub fn traced_download_env(&self, overrides: &[(&str, &str)], timeout: Duration) -> TracedRun {
         let timeline = self.path("timeline.json");
         let events = self.path("events.jsonl");
         let _ = std::fs::remove_file(&timeline);
         let home = self.path("home");
+        // The lab's modules are private to it: no checksum database is asked
+        // (GONOSUMDB, as agents configure private modules; not GOSUMDB=off).
+        let mut env: Vec<(String, String)> = [
+            ("PATH", PATH.to_string()),
+            ("HOME", home.display().to_string()),
+            ("GOPATH", home.join("go").display().to_string()),
+            ("GOMODCACHE", self.path("modcache").display().to_string()),
+            ("GOCACHE", self.path("gocache").display().to_string()),
+            ("GOPROXY", format!("https://{PROXY_NAME}")),
+            ("GONOSUMDB", "lab.test".to_string()),
+            ("GOFLAGS", "-mod=mod".to_string()),
+            ("GOTOOLCHAIN", "local".to_string()),
+            ("GOENV", "off".to_string()),
+            ("GO111MODULE", "on".to_string()),
+            ("SSL_CERT_FILE", self.path("ca.pem").display().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for (name, value) in overrides {
+            env.retain(|(k, _)| k != name);
+            if !value.is_empty() {
+                env.push((name.to_string(), value.to_string()));
+            }
+        }
         let started = Instant::now();
         let mut command = Command::new("timeout");
         command
             .arg("--kill-after=5")
             .arg(timeout.as_secs().to_string())
             .args(["ip", "netns", "exec", &self.client_ns, "env", "-i"])
-            .arg(format!("PATH={PATH}"))
-            .arg(format!("HOME={}", home.display()))
-            .arg(format!("GOPATH={}", home.join("go").display()))
-            .arg(format!("GOMODCACHE={}", self.path("modcache").display()))
-            .arg(format!("GOCACHE={}", self.path("gocache").display()))
-            .arg(format!("GOPROXY={goproxy}"))
-            .args(["GOSUMDB=off", "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local", "GOENV=off", "GO111MODULE=on"])
-            .arg(format!("SSL_CERT_FILE={}", self.path("ca.pem").display()))
+            .args(env.iter().map(|(k, v)| format!("{k}={v}")))
             .arg(gomod_trace_bin())
             .args(["run", "--format", "json", "--output"])
             .arg(&timeline)

@@ -23,6 +23,9 @@ fn clean_download_through_the_tls_proxy() {
     assert_eq!(build["command"], serde_json::json!(["go", "mod", "download"]));
     assert_eq!(build["exit_code"], 0);
     assert_eq!(build["complete"], true, "{build:#}");
+    assert_eq!(build["config"]["GOPROXY"], serde_json::json!({"value": format!("https://{PROXY_NAME}"), "source": "env"}));
+    assert_eq!(build["config"]["GOSUMDB"], serde_json::json!({"value": "sum.golang.org", "source": "default"}));
+    assert_eq!(build["config"]["GONOSUMDB"]["value"], "lab.test");
 
     let dns = spans(build, "dns");
     let lookup = dns.iter().find(|s| s["host"] == PROXY_NAME && s["attrs"]["qtype"] == "A").expect("A lookup of the proxy");
@@ -35,12 +38,14 @@ fn clean_download_through_the_tls_proxy() {
     assert!(!to_proxy.is_empty(), "no connect to the proxy: {build:#}");
     for c in &to_proxy {
         assert_eq!(outcome(c), "ok");
+        assert_eq!(c["role"], "proxy");
         assert_eq!(c["addr"], lab.server_ip.to_string());
         assert_eq!(c["host"], PROXY_NAME, "connect named from the DNS answer");
     }
     let tls = spans(build, "tls");
     assert!(!tls.is_empty(), "no TLS handshake: {build:#}");
     for t in &tls {
+        assert_eq!(t["role"], "proxy");
         assert_eq!(t["attrs"]["sni"], PROXY_NAME);
         assert_eq!(outcome(t), "ok", "{t:#}");
         assert_eq!(t["attrs"]["version"], "TLS1.3");
@@ -161,4 +166,47 @@ fn firewall_drops_packets_to_the_proxy() {
         .unwrap_or_else(|| panic!("no firewall_drop finding: {build:#}"));
     assert_eq!(finding["severity"], "error");
     assert!(finding["cost_ms"].as_f64().unwrap_or(0.0) >= 25_000.0, "{finding:#}");
+}
+
+#[test]
+fn goproxy_from_the_goenv_file_and_the_environment_overriding_it() {
+    if !lab_available("goproxy_from_the_goenv_file_and_the_environment_overriding_it") {
+        return;
+    }
+    let lab = Lab::start();
+    let goenv = lab.path("goenv");
+    std::fs::write(&goenv, format!("GOPROXY=https://{PROXY_NAME}\n")).unwrap();
+    let goenv = goenv.to_str().unwrap();
+
+    // As `go env -w GOPROXY=…` leaves it, with nothing in the environment.
+    let run = lab.traced_download_env(&[("GOPROXY", ""), ("GOENV", goenv)], Duration::from_secs(120));
+    assert!(run.status.success(), "{}", run.stderr);
+    let build = only_build(&run.timeline);
+    assert_eq!(build["config"]["GOPROXY"], serde_json::json!({"value": format!("https://{PROXY_NAME}"), "source": "goenv_file"}));
+    assert_eq!(build["config"]["GOENV"], serde_json::json!({"value": goenv, "source": "env"}));
+    assert!(spans(build, "connect").iter().all(|c| c["role"] == "proxy"), "{}", run.waterfall());
+
+    // The agent's environment wins over the file (failure 15: the wrong proxy used).
+    std::fs::write(lab.path("goenv"), "GOPROXY=https://elsewhere.lab.test\n").unwrap();
+    let run = lab.traced_download_env(&[("GOPROXY", &format!("https://{PROXY_NAME}")), ("GOENV", goenv)], Duration::from_secs(120));
+    assert!(run.status.success(), "{}", run.stderr);
+    let build = only_build(&run.timeline);
+    assert_eq!(build["config"]["GOPROXY"]["source"], "env");
+    assert!(serious_findings(build).is_empty(), "{:?}", serious_findings(build));
+}
+
+#[test]
+fn checksum_verification_turned_off_is_a_warning() {
+    if !lab_available("checksum_verification_turned_off_is_a_warning") {
+        return;
+    }
+    let lab = Lab::start();
+    let run = lab.traced_download_env(&[("GOSUMDB", "off"), ("GONOSUMDB", "")], Duration::from_secs(120));
+    assert!(run.status.success(), "{}", run.stderr);
+    let build = only_build(&run.timeline);
+    let findings = serious_findings(build);
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert!(findings[0].contains("checksum_verification_disabled") && findings[0].contains("GOSUMDB=off (from env)"), "{findings:?}");
+    let finding = &build["findings"][0];
+    assert_eq!(finding["severity"], "warning");
 }

@@ -9,7 +9,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::info;
 use gomod_trace_ebpf::{
-    ARGV_CAPTURE, ExecRecord, ExitRecord, ForkRecord, ProcessEntry, kind, process_state,
+    ARGV_CAPTURE, ENV_CAPTURE, EnvironmentRecord, ExecRecord, ExitRecord, ForkRecord, PATH_CAPTURE,
+    ProcessEntry, kind, process_state,
 };
 
 use crate::wire::{PROCESSES, config, read_kernel, reserve};
@@ -24,6 +25,7 @@ fn on_exec(ctx: &TracePointContext) -> Option<()> {
     let tgid = ctx.tgid();
     // SAFETY: copied out at once.
     let entry = unsafe { PROCESSES.get(&tgid) }.copied();
+    let mut new_build = false;
     let build = match entry {
         Some(ProcessEntry { state: process_state::TRACKED, build }) => build,
         entry => {
@@ -38,6 +40,7 @@ fn on_exec(ctx: &TracePointContext) -> Option<()> {
             let entry = ProcessEntry { state: process_state::TRACKED, build: tgid };
             PROCESSES.insert(&tgid, &entry, 0).ok()?;
             info!(ctx, "build {} started", tgid);
+            new_build = true;
             tgid
         }
     };
@@ -68,6 +71,51 @@ fn on_exec(ctx: &TracePointContext) -> Option<()> {
                 if n > 0 {
                     (*r).argv_len = n as u32;
                 }
+            }
+        }
+    }
+    record.submit(0);
+    if new_build {
+        let _ = environment(ctx, build);
+    }
+    Some(())
+}
+
+/// The environment block and executable path of a build's root: where its Go
+/// configuration comes from. Read here because the process may be gone before
+/// userspace could look at /proc.
+fn environment(ctx: &TracePointContext, build: u32) -> Option<()> {
+    let config = config()?;
+    let mut record = reserve::<EnvironmentRecord>(kind::ENVIRONMENT)?;
+    let r = record.as_mut_ptr();
+    // SAFETY: `r` points at the reserved record; fields are written before submit.
+    unsafe {
+        (*r).build = build;
+        (*r).env_len = 0;
+        (*r).path_len = 0;
+        (*r)._pad = 0;
+        // `filename` is a __data_loc field: offset in the low 16 bits.
+        let loc: u32 = ctx.read_at(config.tracepoints.exec_filename as usize).unwrap_or(0);
+        let path = core::ptr::addr_of_mut!((*r).path) as *mut core::ffi::c_void;
+        let n = generated::bpf_probe_read_kernel_str(
+            path,
+            PATH_CAPTURE as u32,
+            (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) as *const _,
+        );
+        if n > 0 {
+            (*r).path_len = n as u32;
+        }
+        let task = bpf_get_current_task();
+        let mm = read_kernel::<u64>(task, config.kernel.task_mm).unwrap_or(0);
+        let start = read_kernel::<u64>(mm, config.kernel.mm_env_start).unwrap_or(0);
+        let end = read_kernel::<u64>(mm, config.kernel.mm_env_end).unwrap_or(0);
+        let len = end.saturating_sub(start).min(ENV_CAPTURE as u64) as u32;
+        if len > 0 {
+            // The identity on 1..=ENV_CAPTURE, in a form whose bounds the verifier sees.
+            let len = ((len - 1) & (ENV_CAPTURE as u32 - 1)) + 1;
+            let env = core::ptr::addr_of_mut!((*r).env) as *mut core::ffi::c_void;
+            if generated::bpf_probe_read_user(env, len, start as *const _) == 0 {
+                (*r).env_len = len;
             }
         }
     }

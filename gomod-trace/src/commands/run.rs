@@ -16,6 +16,7 @@ use crate::{
     correlate::Correlator,
     decode::{DecodeContext, decode},
     event::{Event, LossReason},
+    goenv,
     probe::{Probe, ProbeOptions},
     record::Recorder,
 };
@@ -51,7 +52,16 @@ impl Collector {
             match decode(&item, &self.context) {
                 Ok(event) => {
                     self.last_ts = self.last_ts.max(event.ts_ns());
+                    let files = match &event {
+                        // Read now, while the build runs: the recording keeps what was read.
+                        Event::Environment { at, build, executable, vars, .. } => {
+                            let (goenv_file, goroot_go_env) = goenv::read_files(vars, executable);
+                            Some(Event::ConfigFiles { at: *at, build: *build, goenv_file, goroot_go_env })
+                        }
+                        _ => None,
+                    };
                     self.events.push(event);
+                    self.events.extend(files);
                 }
                 Err(e) => {
                     tracing::warn!("undecodable kernel record: {e}");

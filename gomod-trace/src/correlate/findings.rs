@@ -108,6 +108,7 @@ pub fn findings(build: &BuildState, complete: bool) -> Vec<Finding> {
         .into_iter()
         .map(|((kind, key), group)| describe(build, kind, &key, &group))
         .collect();
+    findings.extend(checksum_verification(build));
     if !complete {
         findings.push(Finding {
             kind: "incomplete_trace".into(),
@@ -127,6 +128,37 @@ pub fn findings(build: &BuildState, complete: bool) -> Vec<Finding> {
     }
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(b.cost_ms.total_cmp(&a.cost_ms)));
     findings
+}
+
+/// Failure 14: the configuration turns module checksum verification off (a
+/// security warning, not an error; it costs no time).
+fn checksum_verification(build: &BuildState) -> Option<Finding> {
+    let get = |name: &str| build.config.get(name).map(|v| (v.value.as_str(), v.source.as_str()));
+    let mut causes = Vec::new();
+    if let Some(("off", source)) = get("GOSUMDB") {
+        causes.push(format!("GOSUMDB=off (from {source})"));
+    }
+    if let Some((patterns, source)) = get("GONOSUMDB")
+        && crate::goenv::match_prefix_patterns(patterns, "any.host/any/module")
+    {
+        causes.push(format!("GONOSUMDB={patterns} matches every module (from {source})"));
+    }
+    if let Some((flags, source)) = get("GOFLAGS")
+        && flags.split_whitespace().any(|f| f == "-insecure" || f.starts_with("-insecure="))
+    {
+        causes.push(format!("GOFLAGS has -insecure (from {source})"));
+    }
+    if let Some((patterns, source)) = get("GOINSECURE").filter(|(v, _)| !v.is_empty()) {
+        causes.push(format!("GOINSECURE={patterns} allows plain HTTP and unverified TLS for direct fetches (from {source})"));
+    }
+    (!causes.is_empty()).then(|| Finding {
+        kind: "checksum_verification_disabled".into(),
+        severity: Severity::Warning,
+        message: format!("module checksum verification is weakened: {}", causes.join("; ")),
+        remedy: "let cmd/go verify modules against the checksum database: list only private modules in GONOSUMDB/GOPRIVATE, and remove GOSUMDB=off, -insecure and GOINSECURE".into(),
+        cost_ms: 0.0,
+        spans: Vec::new(),
+    })
 }
 
 fn describe(build: &BuildState, kind: &'static str, key: &str, group: &Group) -> Finding {

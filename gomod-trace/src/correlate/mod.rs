@@ -53,6 +53,16 @@ impl Correlator {
                 self.anchor.get_or_insert((*monotonic_ns, *realtime_ns));
             }
             Event::Exec { at, pid, build, comm, argv } => self.on_exec(at.ts_ns, *pid, *build, comm, argv),
+            Event::Environment { build, executable, vars, truncated, .. } => {
+                if let Some(&b) = self.running.get(build) {
+                    self.builds[b].set_environment(vars.clone(), executable.clone(), *truncated);
+                }
+            }
+            Event::ConfigFiles { build, goenv_file, goroot_go_env, .. } => {
+                if let Some(&b) = self.running.get(build) {
+                    self.builds[b].set_config_files(goenv_file.as_ref(), goroot_go_env.as_ref());
+                }
+            }
             Event::Fork { parent, child, build, .. } => {
                 self.parents.insert(*child, *parent);
                 let inherited = self.processes.get(parent).copied().or_else(|| {

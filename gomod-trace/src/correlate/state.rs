@@ -10,9 +10,13 @@ use serde_json::{Value, json};
 use super::{DNS_TIMEOUT_NS, TLS_TIMEOUT_NS, findings};
 use crate::{
     event::{Counters, Direction, Protocol, TcpState},
+    goenv,
     proto::{dns, http, tls},
-    timeline::{self, Build, Outcome, Role, Span, SpanKind},
+    timeline::{self, Build, ConfigValue, Outcome, Role, Span, SpanKind},
 };
+
+/// Programs cmd/go runs for direct (VCS) fetches.
+const VCS_COMMANDS: [&str; 6] = ["git", "hg", "svn", "bzr", "fossil", "ssh"];
 
 const ECONNREFUSED: i32 = 111;
 const ETIMEDOUT: i32 = 110;
@@ -64,6 +68,10 @@ pub struct BuildState {
     pub spans: Vec<SpanState>,
     /// Names the build resolved, by address (what it asked DNS, or sent as SNI).
     pub names: HashMap<IpAddr, String>,
+    /// The root's Go-related environment (redacted) and executable.
+    environment: BTreeMap<String, String>,
+    environment_truncated: bool,
+    pub config: BTreeMap<String, ConfigValue>,
 }
 
 impl BuildState {
@@ -79,6 +87,50 @@ impl BuildState {
             lost: 0,
             spans: Vec::new(),
             names: HashMap::new(),
+            environment: BTreeMap::new(),
+            environment_truncated: false,
+            config: BTreeMap::new(),
+        }
+    }
+
+    pub fn set_environment(&mut self, vars: BTreeMap<String, String>, _executable: String, truncated: bool) {
+        self.config = goenv::effective(&vars, None, None);
+        self.environment = vars;
+        self.environment_truncated = truncated;
+    }
+
+    pub fn set_config_files(&mut self, goenv_file: Option<&goenv::ConfigFile>, goroot_go_env: Option<&goenv::ConfigFile>) {
+        self.config = goenv::effective(&self.environment, goenv_file, goroot_go_env);
+    }
+
+    /// What each remote end is for this build's configuration.
+    fn assign_roles(&mut self) {
+        let destinations = goenv::Destinations::from_config(&self.config);
+        let comm_of: HashMap<u32, String> = self
+            .spans
+            .iter()
+            .filter(|s| s.kind == SpanKind::Process)
+            .filter_map(|s| Some((s.pid, s.attrs.get("comm")?.as_str()?.to_string())))
+            .collect();
+        for span in self.spans.iter_mut().filter(|s| s.kind != SpanKind::Process) {
+            let host = span.host.as_deref().map(str::to_ascii_lowercase);
+            let is = |hosts: &[String]| host.as_ref().is_some_and(|h| hosts.contains(h));
+            let vcs = comm_of.get(&span.pid).is_some_and(|c| {
+                VCS_COMMANDS.iter().any(|v| c == v) || c.starts_with("git-remote-")
+            });
+            span.role = if span.port == Some(53) {
+                Role::Dns
+            } else if is(&destinations.http_proxies) {
+                Role::HttpsProxy
+            } else if is(&destinations.proxies) {
+                Role::Proxy
+            } else if is(&destinations.sumdb) {
+                Role::Sumdb
+            } else if vcs {
+                Role::Vcs
+            } else {
+                Role::Other
+            };
         }
     }
 
@@ -122,6 +174,7 @@ impl BuildState {
     }
 
     pub fn render(mut self, anchor: (u64, i64)) -> Build {
+        self.assign_roles();
         let end = self.end_ns();
         for span in &mut self.spans {
             if span.is_open() {
@@ -135,6 +188,9 @@ impl BuildState {
         }
         let wall = |ns: u64| timeline::rfc3339(i128::from(anchor.1) + i128::from(ns) - i128::from(anchor.0));
         let complete = self.lost == 0 && !self.started_late;
+        if self.environment_truncated {
+            tracing::warn!("build {}: environment larger than the kernel copies; its Go settings may be incomplete", self.root);
+        }
         let findings = findings::findings(&self, complete);
         let spans = self
             .spans
@@ -164,7 +220,7 @@ impl BuildState {
             ended_at: self.ended_ns.map(wall),
             exit_code: self.exit_code,
             complete,
-            config: BTreeMap::new(),
+            config: self.config,
             spans,
             findings,
         }

@@ -209,6 +209,8 @@ pub fn kernel_offsets() -> Result<KernelOffsets, HostError> {
         task_mm: member_offset(&btf, "task_struct", &["mm"])?,
         mm_arg_start: member_offset(&btf, "mm_struct", &["arg_start"])?,
         mm_arg_end: member_offset(&btf, "mm_struct", &["arg_end"])?,
+        mm_env_start: member_offset(&btf, "mm_struct", &["env_start"])?,
+        mm_env_end: member_offset(&btf, "mm_struct", &["env_end"])?,
         sock_cookie: member_offset(&btf, "sock", &["__sk_common", "skc_cookie"])?,
         sock_err: member_offset(&btf, "sock", &["sk_err"])?,
         skb_sk: member_offset(&btf, "sk_buff", &["sk"])?,
@@ -229,15 +231,16 @@ pub fn tracepoint_facts(tracefs: &Path) -> Result<TracepointFacts, HostError> {
         Ok((format!("{group}:{name}"), TracepointFormat::parse(&text), text))
     };
     let (fork_name, fork, _) = format("sched", "sched_process_fork")?;
+    let (exec_name, exec, _) = format("sched", "sched_process_exec")?;
     let (state_name, state, _) = format("sock", "inet_sock_set_state")?;
     let (retransmit_name, retransmit, _) = format("tcp", "tcp_retransmit_skb")?;
     let (reset_name, reset, _) = format("tcp", "tcp_receive_reset")?;
     let (kfree_name, kfree, kfree_text) = format("skb", "kfree_skb")?;
-    // The exec and exit tracepoints are attached too; their fields are not read.
-    format("sched", "sched_process_exec")?;
+    // The exit tracepoint is attached too; its fields are not read.
     format("sched", "sched_process_exit")?;
     let s = |field| state.offset(&state_name, field);
     let offsets = TracepointOffsets {
+        exec_filename: exec.offset(&exec_name, "filename")?,
         fork_child_pid: fork.offset(&fork_name, "child_pid")?,
         state_skaddr: s("skaddr")?,
         state_oldstate: s("oldstate")?,

@@ -1,0 +1,402 @@
+//! The Go configuration model: which GOPROXY, GOSUMDB, GOPRIVATE… a build ran with,
+//! and where each value came from (process environment, GOENV file,
+//! $GOROOT/go.env, built-in default), following cmd/go's rules
+//! (src/cmd/go/internal/cfg, modfetch). Values are redacted before they are kept.
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{redact, timeline::ConfigValue};
+
+/// The variables gomod-trace keeps from a build's environment: the Go module
+/// configuration, what locates its files, and the HTTP proxies. Everything else
+/// (tokens, keys, unrelated settings) is dropped at decode.
+pub const VARIABLES: [&str; 22] = [
+    "GOPROXY",
+    "GOSUMDB",
+    "GONOSUMDB",
+    "GONOSUMCHECK",
+    "GOPRIVATE",
+    "GONOPROXY",
+    "GOINSECURE",
+    "GOFLAGS",
+    "GOMODCACHE",
+    "GOPATH",
+    "GOVCS",
+    "GOTOOLCHAIN",
+    "GOENV",
+    "GOROOT",
+    "GO111MODULE",
+    "HOME",
+    "XDG_CONFIG_HOME",
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "NO_PROXY",
+    "https_proxy",
+    "http_proxy",
+];
+
+/// Settings that come only from the process environment (not GOENV files).
+const ENV_ONLY: [&str; 5] = ["HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "GOENV", "GOROOT"];
+
+/// Settings reported in the timeline's `config`.
+const REPORTED: [&str; 15] = [
+    "GOPROXY",
+    "GOSUMDB",
+    "GONOSUMDB",
+    "GOPRIVATE",
+    "GONOPROXY",
+    "GOINSECURE",
+    "GOFLAGS",
+    "GOMODCACHE",
+    "GOPATH",
+    "GOVCS",
+    "GOTOOLCHAIN",
+    "GOENV",
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "NO_PROXY",
+];
+
+pub const DEFAULT_GOPROXY: &str = "https://proxy.golang.org,direct";
+pub const DEFAULT_GOSUMDB: &str = "sum.golang.org";
+
+/// Redacts every URL-like element of a list value (`,`, `|` and space separated).
+pub fn redact_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut element = String::new();
+    for c in value.chars() {
+        if matches!(c, ',' | '|' | ' ') {
+            out.push_str(&redact::userinfo(&element));
+            element.clear();
+            out.push(c);
+        } else {
+            element.push(c);
+        }
+    }
+    out.push_str(&redact::userinfo(&element));
+    out
+}
+
+/// The environment block (`NAME=value\0…`), reduced to [`VARIABLES`], redacted.
+pub fn relevant_environment(block: &[u8]) -> BTreeMap<String, String> {
+    block
+        .split(|&b| b == 0)
+        .filter_map(|entry| {
+            let entry = String::from_utf8_lossy(entry);
+            let (name, value) = entry.split_once('=')?;
+            VARIABLES.contains(&name).then(|| (name.to_string(), redact_value(value)))
+        })
+        .collect()
+}
+
+/// A `go env -w` file or $GOROOT/go.env: `NAME=value` lines, `#` comments.
+pub fn parse_env_file(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .filter(|(name, _)| VARIABLES.contains(&name.trim()))
+        .map(|(name, value)| (name.trim().to_string(), redact_value(value.trim())))
+        .collect()
+}
+
+/// A configuration file as read for a build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigFile {
+    pub path: String,
+    pub vars: BTreeMap<String, String>,
+}
+
+/// Where cmd/go looks for the user's GOENV file, from the build's environment.
+pub fn goenv_file_path(env: &BTreeMap<String, String>) -> Option<PathBuf> {
+    let nonempty = |name: &str| env.get(name).filter(|v| !v.is_empty());
+    if let Some(goenv) = nonempty("GOENV") {
+        return (goenv != "off").then(|| PathBuf::from(goenv));
+    }
+    if let Some(xdg) = nonempty("XDG_CONFIG_HOME") {
+        return Some(Path::new(xdg).join("go/env"));
+    }
+    nonempty("HOME").map(|home| Path::new(home).join(".config/go/env"))
+}
+
+/// $GOROOT: from the environment, else the directory above the `bin/` the Go
+/// command was executed from (after resolving symlinks such as /usr/bin/go).
+pub fn goroot(env: &BTreeMap<String, String>, executable: &str) -> Option<PathBuf> {
+    if let Some(root) = env.get("GOROOT").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(root));
+    }
+    let resolved = std::fs::canonicalize(executable).ok()?;
+    let bin = resolved.parent()?;
+    (bin.file_name()? == "bin").then(|| bin.parent().map(Path::to_path_buf)).flatten()
+}
+
+/// Reads a build's configuration files (I/O: the run loop calls this, so that
+/// what was read is recorded and replays without the files).
+pub fn read_files(env: &BTreeMap<String, String>, executable: &str) -> (Option<ConfigFile>, Option<ConfigFile>) {
+    let read = |path: PathBuf| -> Option<ConfigFile> {
+        let text = std::fs::read_to_string(&path).ok()?;
+        Some(ConfigFile { path: path.display().to_string(), vars: parse_env_file(&text) })
+    };
+    let goenv = goenv_file_path(env).and_then(read);
+    let go_env = goroot(env, executable).map(|root| root.join("go.env")).and_then(read);
+    (goenv, go_env)
+}
+
+/// The effective value and source of each reported setting, as cmd/go resolves it:
+/// a non-empty environment value, else the GOENV file, else $GOROOT/go.env, else
+/// the built-in default.
+pub fn effective(
+    env: &BTreeMap<String, String>,
+    goenv_file: Option<&ConfigFile>,
+    goroot_go_env: Option<&ConfigFile>,
+) -> BTreeMap<String, ConfigValue> {
+    let mut config = BTreeMap::new();
+    let value = |v: &str, source: &str| ConfigValue { value: v.to_string(), source: source.to_string() };
+    for name in REPORTED {
+        let from_env = env.get(name).filter(|v| !v.is_empty()).map(|v| value(v, "env"));
+        let from_files = if ENV_ONLY.contains(&name) {
+            None
+        } else {
+            goenv_file
+                .and_then(|f| f.vars.get(name))
+                .filter(|v| !v.is_empty())
+                .map(|v| value(v, "goenv_file"))
+                .or_else(|| goroot_go_env.and_then(|f| f.vars.get(name)).filter(|v| !v.is_empty()).map(|v| value(v, "goroot_go_env")))
+        };
+        if let Some(found) = from_env.or(from_files) {
+            config.insert(name.to_string(), found);
+        }
+    }
+    let lower = |upper: &str, lower: &str, config: &mut BTreeMap<String, ConfigValue>| {
+        if !config.contains_key(upper)
+            && let Some(v) = env.get(lower).filter(|v| !v.is_empty())
+        {
+            config.insert(upper.to_string(), value(v, "env"));
+        }
+    };
+    lower("HTTPS_PROXY", "https_proxy", &mut config);
+    lower("HTTP_PROXY", "http_proxy", &mut config);
+    config.entry("GOPROXY".into()).or_insert_with(|| value(DEFAULT_GOPROXY, "default"));
+    config.entry("GOSUMDB".into()).or_insert_with(|| value(DEFAULT_GOSUMDB, "default"));
+    let private = config.get("GOPRIVATE").map(|v| v.value.clone());
+    if let Some(private) = private {
+        for derived in ["GONOPROXY", "GONOSUMDB"] {
+            config.entry(derived.into()).or_insert_with(|| value(&private, "default"));
+        }
+    }
+    if !config.contains_key("GOPATH")
+        && let Some(home) = env.get("HOME").filter(|v| !v.is_empty())
+    {
+        config.insert("GOPATH".into(), value(&format!("{home}/go"), "default"));
+    }
+    if !config.contains_key("GOMODCACHE")
+        && let Some(gopath) = config.get("GOPATH").map(|v| v.value.clone())
+    {
+        let first = gopath.split(':').next().unwrap_or_default();
+        config.insert("GOMODCACHE".into(), value(&format!("{first}/pkg/mod"), "default"));
+    }
+    config
+}
+
+/// One entry of a GOPROXY list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyEntry {
+    /// A proxy URL; `any_error` is true when a `|` follows it (Go 1.15+): the next
+    /// entry is tried on any error, not only on 404/410.
+    Url { url: String, any_error: bool },
+    Direct,
+    Off,
+}
+
+/// Parses a GOPROXY value (src/cmd/go/internal/modfetch/proxy.go).
+pub fn proxy_list(value: &str) -> Vec<ProxyEntry> {
+    let mut entries = Vec::new();
+    let mut rest = value;
+    while !rest.is_empty() {
+        let end = rest.find([',', '|']).unwrap_or(rest.len());
+        let item = rest[..end].trim();
+        let any_error = rest[end..].starts_with('|');
+        rest = rest.get(end + 1..).unwrap_or("");
+        match item {
+            "" => {}
+            "direct" => entries.push(ProxyEntry::Direct),
+            "off" => entries.push(ProxyEntry::Off),
+            url if url.contains("://") => entries.push(ProxyEntry::Url { url: url.to_string(), any_error }),
+            bare => entries.push(ProxyEntry::Url { url: format!("https://{bare}"), any_error }),
+        }
+    }
+    entries
+}
+
+/// The checksum database a GOSUMDB value names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SumDb {
+    Off,
+    On { name: String, url: String },
+}
+
+/// Parses GOSUMDB: `off`, `name`, `name+key`, or `name+key url`.
+pub fn sumdb(value: &str) -> SumDb {
+    let value = value.trim();
+    if value == "off" {
+        return SumDb::Off;
+    }
+    let mut parts = value.split_whitespace();
+    let key = parts.next().unwrap_or(DEFAULT_GOSUMDB);
+    let name = key.split('+').next().unwrap_or(key).to_string();
+    let url = parts.next().map_or_else(|| format!("https://{name}"), str::to_string);
+    SumDb::On { name, url }
+}
+
+/// Go's module.MatchPrefixPatterns: does any comma-separated glob match a leading
+/// run of path elements of `module`?
+pub fn match_prefix_patterns(patterns: &str, module: &str) -> bool {
+    let options = glob::MatchOptions { require_literal_separator: true, ..Default::default() };
+    patterns.split(',').map(str::trim).filter(|p| !p.is_empty()).any(|pattern| {
+        let elements = pattern.split('/').count();
+        let prefix: Vec<&str> = module.split('/').take(elements).collect();
+        prefix.len() == elements
+            && glob::Pattern::new(pattern).is_ok_and(|g| g.matches_with(&prefix.join("/"), options))
+    })
+}
+
+/// Host (and port) of a URL, lower-cased, without userinfo.
+pub fn url_host(url: &str) -> Option<(String, Option<u16>)> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit('@').next()?;
+    if authority.is_empty() {
+        return None;
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+            match port.parse() {
+                Ok(port) => Some((host.trim_matches(['[', ']']).to_ascii_lowercase(), Some(port))),
+                Err(_) => Some((authority.to_ascii_lowercase(), None)),
+            }
+        }
+        _ => Some((authority.trim_matches(['[', ']']).to_ascii_lowercase(), None)),
+    }
+}
+
+/// The hosts a build's configuration gives a role to.
+#[derive(Debug, Default, Clone)]
+pub struct Destinations {
+    pub proxies: Vec<String>,
+    pub sumdb: Vec<String>,
+    pub http_proxies: Vec<String>,
+}
+
+impl Destinations {
+    pub fn from_config(config: &BTreeMap<String, ConfigValue>) -> Destinations {
+        let get = |name: &str| config.get(name).map(|v| v.value.as_str()).unwrap_or_default();
+        let mut d = Destinations::default();
+        for entry in proxy_list(get("GOPROXY")) {
+            if let ProxyEntry::Url { url, .. } = entry
+                && let Some((host, _)) = url_host(&url)
+            {
+                d.proxies.push(host);
+            }
+        }
+        if let SumDb::On { url, .. } = sumdb(get("GOSUMDB"))
+            && let Some((host, _)) = url_host(&url)
+        {
+            d.sumdb.push(host);
+        }
+        for name in ["HTTPS_PROXY", "HTTP_PROXY"] {
+            if let Some((host, _)) = url_host(get(name)) {
+                d.http_proxies.push(host);
+            }
+        }
+        d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn environment_block_keeps_go_settings_only_and_redacts() {
+        let block = b"PATH=/bin\0GOPROXY=https://u:p@proxy.corp,direct\0AWS_SECRET=x\0HOME=/root\0";
+        let vars = relevant_environment(block);
+        assert_eq!(vars.len(), 2);
+        assert_eq!(vars["GOPROXY"], "https://REDACTED@proxy.corp,direct");
+        assert!(!vars.contains_key("AWS_SECRET"));
+    }
+
+    #[test]
+    fn sources_follow_cmd_go_precedence() {
+        let file = ConfigFile { path: "/h/.config/go/env".into(), vars: env(&[("GOPROXY", "https://file.example"), ("GOPRIVATE", "corp.example")]) };
+        let goroot = ConfigFile { path: "/go/go.env".into(), vars: env(&[("GOPROXY", "https://proxy.golang.org,direct"), ("GOSUMDB", "sum.golang.org")]) };
+        // The environment wins, but an empty value does not count.
+        let c = effective(&env(&[("GOPROXY", "https://env.example"), ("GOSUMDB", ""), ("HOME", "/h")]), Some(&file), Some(&goroot));
+        assert_eq!((c["GOPROXY"].value.as_str(), c["GOPROXY"].source.as_str()), ("https://env.example", "env"));
+        assert_eq!(c["GOSUMDB"].source, "goroot_go_env");
+        assert_eq!((c["GOPRIVATE"].source.as_str(), c["GONOSUMDB"].value.as_str(), c["GONOSUMDB"].source.as_str()), ("goenv_file", "corp.example", "default"));
+        assert_eq!(c["GOMODCACHE"].value, "/h/go/pkg/mod");
+        let c = effective(&env(&[("HOME", "/h")]), Some(&file), None);
+        assert_eq!(c["GOPROXY"].source, "goenv_file");
+        let c = effective(&env(&[]), None, None);
+        assert_eq!((c["GOPROXY"].value.as_str(), c["GOPROXY"].source.as_str()), (DEFAULT_GOPROXY, "default"));
+        assert_eq!(c["GOSUMDB"].value, "sum.golang.org");
+    }
+
+    #[test]
+    fn goenv_file_location() {
+        assert_eq!(goenv_file_path(&env(&[("GOENV", "off"), ("HOME", "/h")])), None);
+        assert_eq!(goenv_file_path(&env(&[("GOENV", "/x/env")])), Some("/x/env".into()));
+        assert_eq!(goenv_file_path(&env(&[("XDG_CONFIG_HOME", "/c"), ("HOME", "/h")])), Some("/c/go/env".into()));
+        assert_eq!(goenv_file_path(&env(&[("HOME", "/h")])), Some("/h/.config/go/env".into()));
+    }
+
+    #[test]
+    fn proxy_lists() {
+        assert_eq!(
+            proxy_list("https://a.example|proxy.corp,direct"),
+            vec![
+                ProxyEntry::Url { url: "https://a.example".into(), any_error: true },
+                ProxyEntry::Url { url: "https://proxy.corp".into(), any_error: false },
+                ProxyEntry::Direct,
+            ]
+        );
+        assert_eq!(proxy_list("off"), vec![ProxyEntry::Off]);
+    }
+
+    #[test]
+    fn sumdb_forms() {
+        assert_eq!(sumdb("off"), SumDb::Off);
+        assert_eq!(sumdb("sum.golang.org"), SumDb::On { name: "sum.golang.org".into(), url: "https://sum.golang.org".into() });
+        assert_eq!(
+            sumdb("sum.corp+033de0ae+AbCd https://sumdb.corp/x"),
+            SumDb::On { name: "sum.corp".into(), url: "https://sumdb.corp/x".into() }
+        );
+    }
+
+    #[test]
+    fn prefix_patterns_match_like_go() {
+        assert!(match_prefix_patterns("corp.example", "corp.example/x/y"));
+        assert!(match_prefix_patterns("*.corp.example", "git.corp.example/x"));
+        assert!(!match_prefix_patterns("*.corp.example", "corp.example/x"));
+        assert!(match_prefix_patterns("github.com/acme/*", "github.com/acme/tool/v2"));
+        assert!(!match_prefix_patterns("github.com/acme/*", "github.com/other/tool"));
+        assert!(match_prefix_patterns("*", "anything/at/all"));
+        assert!(!match_prefix_patterns("", "x"));
+    }
+
+    #[test]
+    fn url_hosts() {
+        assert_eq!(url_host("https://u:p@Proxy.Corp:8443/go"), Some(("proxy.corp".into(), Some(8443))));
+        assert_eq!(url_host("http://10.0.0.1:3128"), Some(("10.0.0.1".into(), Some(3128))));
+        assert_eq!(url_host("https://[2001:db8::1]:443/x"), Some(("2001:db8::1".into(), Some(443))));
+        assert_eq!(url_host(""), None);
+    }
+}
