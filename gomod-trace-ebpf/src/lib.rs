@@ -33,6 +33,15 @@ pub mod kind {
     pub const SKB_DROP: u32 = 8;
     pub const PAYLOAD: u32 = 9;
     pub const ENVIRONMENT: u32 = 10;
+    pub const FILE: u32 = 11;
+}
+
+/// `FileRecord::op` values.
+pub mod file_op {
+    /// openat for writing or creating.
+    pub const OPEN: u32 = 1;
+    pub const RENAME: u32 = 2;
+    pub const UNLINK: u32 = 3;
 }
 
 /// `ProcessEntry::state` values.
@@ -120,6 +129,13 @@ pub struct TracepointOffsets {
     pub kfree_skbaddr: u32,
     pub kfree_rx_sk: u32,
     pub kfree_reason: u32,
+    pub openat_filename: u32,
+    pub openat_flags: u32,
+    pub renameat_oldname: u32,
+    pub renameat_newname: u32,
+    pub renameat2_oldname: u32,
+    pub renameat2_newname: u32,
+    pub unlinkat_pathname: u32,
 }
 
 /// The one entry of the `CONFIG` array map.
@@ -177,6 +193,22 @@ pub struct EnvironmentRecord {
     pub path: [u8; PATH_CAPTURE],
     /// NUL-separated `NAME=value` strings.
     pub env: [u8; ENV_CAPTURE],
+}
+
+/// A file a build process created, wrote, renamed or removed (the module cache's
+/// activity is read from these).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FileRecord {
+    pub header: EventHeader,
+    pub build: u32,
+    pub op: u32,
+    pub path_len: u32,
+    pub path2_len: u32,
+    /// The file (the old name, for a rename).
+    pub path: [u8; PATH_CAPTURE],
+    /// The new name of a rename.
+    pub path2: [u8; PATH_CAPTURE],
 }
 
 #[repr(C)]
@@ -270,8 +302,9 @@ assert_size!(EventHeader, 32);
 assert_size!(ProcessEntry, 8);
 assert_size!(SocketEntry, 56);
 assert_size!(KernelOffsets, 40);
-assert_size!(TracepointOffsets, 76);
-assert_size!(ProbeConfig, 148);
+assert_size!(TracepointOffsets, 104);
+assert_size!(ProbeConfig, 176);
+assert_size!(FileRecord, 32 + 16 + 512);
 assert_size!(ExecRecord, 32 + 8 + 16 + 256);
 assert_size!(ForkRecord, 40);
 assert_size!(EnvironmentRecord, 32 + 16 + 256 + 16 * 1024);

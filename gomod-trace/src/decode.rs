@@ -5,12 +5,12 @@ use std::{collections::BTreeMap, mem::size_of, net::SocketAddr};
 
 use bytes::Bytes;
 use gomod_trace_ebpf::{
-    ConnectRecord, ENV_CAPTURE, EnvironmentRecord, EventHeader, ExecRecord, ExitRecord, ForkRecord, PayloadRecord,
+    ConnectRecord, ENV_CAPTURE, EnvironmentRecord, EventHeader, ExecRecord, FileRecord, file_op, ExitRecord, ForkRecord, PayloadRecord,
     SocketSignalRecord, TcpStateRecord, direction, hook, kind,
 };
 
 use crate::redact;
-use crate::event::{At, ConnectHook, Counters, Direction, Event, Protocol, TcpState, ip_from_wire};
+use crate::event::{At, ConnectHook, Counters, Direction, Event, FileOp, Protocol, TcpState, ip_from_wire};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -98,6 +98,23 @@ pub fn decode(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeErro
                 executable: c_string(&r.path[..path_len]),
                 vars: crate::goenv::relevant_environment(&r.env[..env_len]),
                 truncated: env_len == ENV_CAPTURE,
+            }
+        }
+        kind::FILE => {
+            let r: FileRecord = read(bytes, "file record")?;
+            let path = |bytes: &[u8], len: u32| c_string(&bytes[..(len as usize).min(bytes.len())]);
+            Event::File {
+                at,
+                pid: header.pid,
+                build: r.build,
+                op: match r.op {
+                    file_op::OPEN => FileOp::Open,
+                    file_op::RENAME => FileOp::Rename,
+                    file_op::UNLINK => FileOp::Unlink,
+                    other => return Err(DecodeError::Invalid { field: "file op", value: other.into() }),
+                },
+                path: path(&r.path, r.path_len),
+                to: (r.op == file_op::RENAME).then(|| path(&r.path2, r.path2_len)),
             }
         }
         kind::FORK => {

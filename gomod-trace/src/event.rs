@@ -39,6 +39,15 @@ pub enum Direction {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+pub enum FileOp {
+    /// Opened for writing or created.
+    Open,
+    Rename,
+    Unlink,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ConnectHook {
     Connect,
     Sendmsg,
@@ -138,6 +147,18 @@ pub enum Event {
         goenv_file: Option<ConfigFile>,
         goroot_go_env: Option<ConfigFile>,
     },
+    /// A build process created, wrote, renamed or removed a file.
+    File {
+        #[serde(flatten)]
+        at: At,
+        pid: u32,
+        build: u32,
+        op: FileOp,
+        path: String,
+        /// The new name, for a rename.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+    },
     Fork {
         #[serde(flatten)]
         at: At,
@@ -223,6 +244,7 @@ impl Event {
             Event::Exec { at, .. }
             | Event::Environment { at, .. }
             | Event::ConfigFiles { at, .. }
+            | Event::File { at, .. }
             | Event::Fork { at, .. }
             | Event::Exit { at, .. }
             | Event::Connect { at, .. }

@@ -42,6 +42,9 @@ fn clean_download_has_dns_connect_tls_and_no_findings() {
     assert!(of(SpanKind::Tls).all(|s| s.attrs["sni"] == "proxy.lab.test" && s.outcome == Some(Outcome::Ok)));
     assert!(of(SpanKind::Tls).count() >= 1);
     assert!(serious(b).is_empty(), "{:?}", b.findings);
+    let modules: Vec<_> = of(SpanKind::Module).collect();
+    assert_eq!(modules.len(), 24);
+    assert!(modules.iter().all(|m| m.outcome == Some(Outcome::Ok) && m.role == Role::Proxy && m.attrs["extracted"] == true));
     for span in &b.spans[1..] {
         let parent = span.parent.expect("every span but the root has a parent");
         assert!(b.spans.iter().any(|s| s.id == parent));
@@ -55,6 +58,8 @@ fn nxdomain_is_a_dns_failure() {
     assert_eq!(b.exit_code, Some(1));
     let dns: Vec<_> = b.spans.iter().filter(|s| s.kind == SpanKind::Dns).collect();
     assert!(!dns.is_empty() && dns.iter().all(|s| s.outcome == Some(Outcome::Nxdomain)));
+    // Nothing reached the module cache.
+    assert_eq!(b.spans.iter().filter(|s| s.kind == SpanKind::Module).count(), 0);
     assert_eq!(serious(b), ["dns_failure"]);
     assert!(b.findings[0].message.contains("missing.lab.test"));
 }

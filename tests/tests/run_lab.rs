@@ -53,6 +53,20 @@ fn clean_download_through_the_tls_proxy() {
     // The modules crossed the wire: the zips are in the transfer counters.
     let received: u64 = spans(build, "transfer").iter().filter_map(|t| t["attrs"]["bytes_received"].as_u64()).sum();
     assert!(received > (MODULES as u64) * 200, "only {received} bytes received");
+    // One module span per module, fetched through the proxy and extracted.
+    let modules = spans(build, "module");
+    assert_eq!(modules.len(), MODULES, "{}", run.waterfall());
+    for i in 1..=MODULES {
+        let name = format!("lab.test/mod{i:02}");
+        let m = modules.iter().find(|m| m["attrs"]["module"] == name.as_str()).unwrap_or_else(|| panic!("no span for {name}"));
+        assert_eq!(m["attrs"]["version"], "v1.0.0");
+        assert_eq!((outcome(m), m["role"].as_str(), m["attrs"]["source"].as_str()), ("ok", Some("proxy"), Some("proxy")));
+        let files = m["attrs"]["files"].as_array().expect("files");
+        for part in ["info", "mod", "zip", "ziphash"] {
+            assert!(files.iter().any(|f| f == part), "{name}: no {part} in {files:?}");
+        }
+        assert_eq!(m["attrs"]["extracted"], true, "{m:#}");
+    }
     assert_eq!(serious_findings(build), Vec::<String>::new(), "{}", run.waterfall());
     eprintln!("{}", run.waterfall());
 }

@@ -17,6 +17,7 @@ use anyhow::{Context as _, Result, ensure};
 
 const TCP_CONNECTS: u32 = 4_000;
 const EXECS: u32 = 300;
+const OPENS: u32 = 20_000;
 
 /// Per-operation time of `n` loopback TCP connect + accept + close.
 fn tcp_connects(n: u32) -> Result<Duration> {
@@ -31,6 +32,18 @@ fn tcp_connects(n: u32) -> Result<Duration> {
         drop(server);
     }
     Ok(started.elapsed() / n)
+}
+
+/// Per-operation time of `n` create+write-open and close of a file.
+fn opens(n: u32) -> Result<Duration> {
+    let path = std::env::temp_dir().join(format!("gomod-trace-bench-{}", std::process::id()));
+    let started = Instant::now();
+    for _ in 0..n {
+        drop(std::fs::OpenOptions::new().create(true).truncate(true).write(true).open(&path)?);
+    }
+    let elapsed = started.elapsed();
+    std::fs::remove_file(&path)?;
+    Ok(elapsed / n)
 }
 
 /// Per-operation time of `n` fork + exec + wait of /bin/true.
@@ -93,7 +106,7 @@ fn program_stats() -> Result<std::collections::BTreeMap<String, (u64, u64)>> {
     Ok(stats)
 }
 
-const PROGRAMS: [&str; 13] = [
+const PROGRAMS: [&str; 17] = [
     "sched_process_exec",
     "sched_process_fork",
     "sched_process_exit",
@@ -107,6 +120,10 @@ const PROGRAMS: [&str; 13] = [
     "sendmsg6",
     "skb_egress",
     "skb_ingress",
+    "sys_enter_openat",
+    "sys_enter_renameat",
+    "sys_enter_renameat2",
+    "sys_enter_unlinkat",
 ];
 
 /// Turns kernel BPF statistics on for the bench, and back to what they were.
@@ -137,8 +154,8 @@ pub fn bench(rounds: usize) -> Result<()> {
     super::setup()?;
     super::build()?;
     let binary = super::workspace_root().join("target/debug/gomod-trace");
-    println!("xtask: {rounds} rounds of {TCP_CONNECTS} loopback TCP connects and {EXECS} execs of /bin/true, without and with the tracer");
-    let (mut tcp, mut exec) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
+    println!("xtask: {rounds} rounds of {TCP_CONNECTS} loopback TCP connects, {EXECS} execs of /bin/true and {OPENS} file opens, without and with the tracer");
+    let (mut tcp, mut exec, mut open) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
     // Warm up caches and the loopback path once.
     tcp_connects(TCP_CONNECTS / 4)?;
     for round in 0..rounds {
@@ -146,6 +163,7 @@ pub fn bench(rounds: usize) -> Result<()> {
             let _tracer = if traced { Some(Tracer::attach(&binary)?) } else { None };
             tcp[usize::from(traced)].push(tcp_connects(TCP_CONNECTS)?);
             exec[usize::from(traced)].push(execs(EXECS)?);
+            open[usize::from(traced)].push(opens(OPENS)?);
         }
         println!("xtask: round {} of {rounds} done", round + 1);
     }
@@ -158,6 +176,7 @@ pub fn bench(rounds: usize) -> Result<()> {
         let tcp = tcp_connects(TCP_CONNECTS)?;
         let tcp_stats = program_stats()?;
         execs(EXECS)?;
+        opens(OPENS)?;
         for (name, (runs, ns)) in program_stats()? {
             let (runs0, ns0) = before.get(&name).copied().unwrap_or((0, 0));
             program_time.insert(name, (runs.saturating_sub(runs0), ns.saturating_sub(ns0)));
@@ -166,7 +185,11 @@ pub fn bench(rounds: usize) -> Result<()> {
         (tcp, tcp_ns)
     };
     println!("\n{:<38} {:>14} {:>14} {:>7}", "workload (untracked process)", "without/op", "with/op", "ratio");
-    for (name, samples) in [("TCP connect+accept+close, loopback", &tcp), ("fork+exec+wait /bin/true", &exec)] {
+    for (name, samples) in [
+        ("TCP connect+accept+close, loopback", &tcp),
+        ("fork+exec+wait /bin/true", &exec),
+        ("open(O_CREAT|O_WRONLY)+close", &open),
+    ] {
         let (without, with) = (median(samples[0].clone()), median(samples[1].clone()));
         println!(
             "{name:<38} {:>12.1}µs {:>12.1}µs {:>7.3}",

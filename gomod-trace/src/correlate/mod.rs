@@ -3,6 +3,7 @@
 //! Deterministic and free of I/O and clocks: the same events give the same
 //! timeline, which is how recordings replay and how it is tested without root.
 mod findings;
+mod modules;
 mod state;
 
 use std::collections::HashMap;
@@ -62,6 +63,13 @@ impl Correlator {
                 if let Some(&b) = self.running.get(build) {
                     self.builds[b].set_config_files(goenv_file.as_ref(), goroot_go_env.as_ref());
                 }
+            }
+            Event::File { at, pid, build, op, path, to } => {
+                let Some(build_index) = self.build_of(*pid, *build) else { return };
+                let parent = self.processes.get(pid).and_then(|p| p.1);
+                let b = &mut self.builds[build_index];
+                b.touch(at.ts_ns);
+                b.on_file(at.ts_ns, *pid, parent, *op, path, to.as_deref());
             }
             Event::Fork { parent, child, build, .. } => {
                 self.parents.insert(*child, *parent);

@@ -7,9 +7,12 @@ use std::{
 
 use serde_json::{Value, json};
 
-use super::{DNS_TIMEOUT_NS, TLS_TIMEOUT_NS, findings};
+use super::{
+    DNS_TIMEOUT_NS, TLS_TIMEOUT_NS, findings,
+    modules::{self, CachePath},
+};
 use crate::{
-    event::{Counters, Direction, Protocol, TcpState},
+    event::{Counters, Direction, FileOp, Protocol, TcpState},
     goenv,
     proto::{dns, http, tls},
     timeline::{self, Build, ConfigValue, Outcome, Role, Span, SpanKind},
@@ -72,6 +75,10 @@ pub struct BuildState {
     environment: BTreeMap<String, String>,
     environment_truncated: bool,
     pub config: BTreeMap<String, ConfigValue>,
+    /// Module fetches by (module, version) → span index.
+    modules: HashMap<(String, String), usize>,
+    /// When the build worked in the module cache's VCS area (direct fetches).
+    vcs_activity: Vec<u64>,
 }
 
 impl BuildState {
@@ -90,6 +97,77 @@ impl BuildState {
             environment: BTreeMap::new(),
             environment_truncated: false,
             config: BTreeMap::new(),
+            modules: HashMap::new(),
+            vcs_activity: Vec::new(),
+        }
+    }
+
+    /// Module cache activity: opens, renames and removals under GOMODCACHE.
+    pub fn on_file(&mut self, ts: u64, pid: u32, parent: Option<usize>, op: FileOp, path: &str, to: Option<&str>) {
+        let Some(modcache) = self.config.get("GOMODCACHE").map(|v| v.value.clone()) else { return };
+        // A rename puts a file in place: its new name is what it is.
+        match modules::classify(&modcache, to.unwrap_or(path)) {
+            Some(CachePath::Download { module, version: Some(version), part, temporary }) => {
+                let span = self.module_span(ts, pid, parent, module, version);
+                let s = &mut self.spans[span];
+                let done = !temporary && matches!(part.as_str(), "info" | "mod" | "zip" | "ziphash");
+                if done && op != FileOp::Unlink {
+                    modules::note_part(&mut s.attrs, &part);
+                }
+                if part == "partial" && op == FileOp::Unlink {
+                    s.attrs.insert("extracted".into(), true.into());
+                }
+            }
+            Some(CachePath::Extract { module, version }) => {
+                let span = self.module_span(ts, pid, parent, module, version);
+                let s = &mut self.spans[span];
+                if op == FileOp::Open {
+                    let n = s.attrs.get("files_extracted").and_then(Value::as_u64).unwrap_or(0);
+                    s.attrs.insert("files_extracted".into(), (n + 1).into());
+                }
+            }
+            Some(CachePath::Sumdb { name, lookup: Some(module_version) }) => {
+                if let Some((module, version)) = module_version.rsplit_once('@')
+                    && let Some(&span) = self.modules.get(&(module.to_string(), version.to_string()))
+                {
+                    self.spans[span].attrs.insert("sumdb_lookup".into(), name.into());
+                }
+            }
+            Some(CachePath::Vcs) => self.vcs_activity.push(ts),
+            _ => {}
+        }
+    }
+
+    /// The span of a module fetch, opened at its first file and extended by each.
+    fn module_span(&mut self, ts: u64, pid: u32, parent: Option<usize>, module: String, version: String) -> usize {
+        let key = (module, version);
+        let span = match self.modules.get(&key) {
+            Some(&span) => span,
+            None => {
+                let span = self.open_span(SpanKind::Module, ts, pid, parent);
+                let s = &mut self.spans[span];
+                s.attrs.insert("module".into(), key.0.clone().into());
+                s.attrs.insert("version".into(), key.1.clone().into());
+                self.modules.insert(key, span);
+                span
+            }
+        };
+        let s = &mut self.spans[span];
+        s.end_ns = Some(ts.max(s.end_ns.unwrap_or(ts)));
+        span
+    }
+
+    /// Outcome, source and role of module spans, once the stream is complete.
+    fn finish_modules(&mut self) {
+        for &span in self.modules.values() {
+            let s = &mut self.spans[span];
+            let (start, end) = (s.start_ns, s.end_ns.unwrap_or(s.start_ns));
+            let direct = self.vcs_activity.iter().any(|&t| t >= start && t <= end);
+            s.attrs.insert("source".into(), if direct { "direct" } else { "proxy" }.into());
+            s.role = if direct { Role::Vcs } else { Role::Proxy };
+            let files = s.attrs.get("files").and_then(Value::as_array);
+            let fetched = files.is_some_and(|f| f.iter().any(|p| p == "mod" || p == "zip"));
+            s.outcome = Some(if fetched { Outcome::Ok } else { Outcome::Error });
         }
     }
 
@@ -112,7 +190,7 @@ impl BuildState {
             .filter(|s| s.kind == SpanKind::Process)
             .filter_map(|s| Some((s.pid, s.attrs.get("comm")?.as_str()?.to_string())))
             .collect();
-        for span in self.spans.iter_mut().filter(|s| s.kind != SpanKind::Process) {
+        for span in self.spans.iter_mut().filter(|s| !matches!(s.kind, SpanKind::Process | SpanKind::Module)) {
             let host = span.host.as_deref().map(str::to_ascii_lowercase);
             let is = |hosts: &[String]| host.as_ref().is_some_and(|h| hosts.contains(h));
             let vcs = comm_of.get(&span.pid).is_some_and(|c| {
@@ -175,6 +253,7 @@ impl BuildState {
 
     pub fn render(mut self, anchor: (u64, i64)) -> Build {
         self.assign_roles();
+        self.finish_modules();
         let end = self.end_ns();
         for span in &mut self.spans {
             if span.is_open() {

@@ -100,7 +100,18 @@ fn detail(span: &Span) -> String {
             let received = get("bytes_received").and_then(Value::as_u64).unwrap_or(0);
             format!("↑{sent} B ↓{received} B")
         }
-        SpanKind::Module => String::new(),
+        SpanKind::Module => {
+            let extracted = if get("extracted").is_some_and(|v| v == true) { " extracted" } else { "" };
+            format!("via {} {}{extracted}", text_list(get("source")), text_list(get("files")))
+        }
+    }
+}
+
+/// The host, or for a module fetch the module@version.
+fn host_column(span: &Span) -> String {
+    match (span.kind, attr(span, "module").and_then(Value::as_str), attr(span, "version").and_then(Value::as_str)) {
+        (SpanKind::Module, Some(module), Some(version)) => format!("{module}@{version}"),
+        _ => span.host.clone().unwrap_or_default(),
     }
 }
 
@@ -158,7 +169,7 @@ fn render_build(out: &mut String, build: &Build, p: &Painter) {
             offset,
             span.duration_ms.map(duration).unwrap_or_else(|| "…".into()),
             kind,
-            span.host.as_deref().unwrap_or(""),
+            host_column(span),
             address,
             outcome,
             detail,

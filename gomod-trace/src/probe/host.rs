@@ -236,6 +236,10 @@ pub fn tracepoint_facts(tracefs: &Path) -> Result<TracepointFacts, HostError> {
     let (retransmit_name, retransmit, _) = format("tcp", "tcp_retransmit_skb")?;
     let (reset_name, reset, _) = format("tcp", "tcp_receive_reset")?;
     let (kfree_name, kfree, kfree_text) = format("skb", "kfree_skb")?;
+    let (openat_name, openat, _) = format("syscalls", "sys_enter_openat")?;
+    let (renameat_name, renameat, _) = format("syscalls", "sys_enter_renameat")?;
+    let (renameat2_name, renameat2, _) = format("syscalls", "sys_enter_renameat2")?;
+    let (unlinkat_name, unlinkat, _) = format("syscalls", "sys_enter_unlinkat")?;
     // The exit tracepoint is attached too; its fields are not read.
     format("sched", "sched_process_exit")?;
     let s = |field| state.offset(&state_name, field);
@@ -259,6 +263,13 @@ pub fn tracepoint_facts(tracefs: &Path) -> Result<TracepointFacts, HostError> {
         kfree_skbaddr: kfree.offset(&kfree_name, "skbaddr")?,
         kfree_rx_sk: kfree.fields.get("rx_sk").copied().unwrap_or(0),
         kfree_reason: kfree.offset(&kfree_name, "reason")?,
+        openat_filename: openat.offset(&openat_name, "filename")?,
+        openat_flags: openat.offset(&openat_name, "flags")?,
+        renameat_oldname: renameat.offset(&renameat_name, "oldname")?,
+        renameat_newname: renameat.offset(&renameat_name, "newname")?,
+        renameat2_oldname: renameat2.offset(&renameat2_name, "oldname")?,
+        renameat2_newname: renameat2.offset(&renameat2_name, "newname")?,
+        unlinkat_pathname: unlinkat.offset(&unlinkat_name, "pathname")?,
     };
     Ok(TracepointFacts {
         offsets,

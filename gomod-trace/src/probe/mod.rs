@@ -19,7 +19,7 @@ pub use host::HostError;
 static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gomod-trace-probes"));
 
 /// The tracepoints the programs attach to: (program, group, tracepoint).
-pub const TRACEPOINTS: [(&str, &str, &str); 7] = [
+pub const TRACEPOINTS: [(&str, &str, &str); 11] = [
     ("sched_process_exec", "sched", "sched_process_exec"),
     ("sched_process_fork", "sched", "sched_process_fork"),
     ("sched_process_exit", "sched", "sched_process_exit"),
@@ -27,6 +27,10 @@ pub const TRACEPOINTS: [(&str, &str, &str); 7] = [
     ("tcp_retransmit_skb", "tcp", "tcp_retransmit_skb"),
     ("tcp_receive_reset", "tcp", "tcp_receive_reset"),
     ("kfree_skb", "skb", "kfree_skb"),
+    ("sys_enter_openat", "syscalls", "sys_enter_openat"),
+    ("sys_enter_renameat", "syscalls", "sys_enter_renameat"),
+    ("sys_enter_renameat2", "syscalls", "sys_enter_renameat2"),
+    ("sys_enter_unlinkat", "syscalls", "sys_enter_unlinkat"),
 ];
 pub const SOCK_ADDR_PROGRAMS: [&str; 4] = ["connect4", "connect6", "sendmsg4", "sendmsg6"];
 pub const SKB_PROGRAMS: [(&str, CgroupSkbAttachType); 2] =
