@@ -42,24 +42,10 @@ pub const VARIABLES: [&str; 22] = [
 /// Settings that come only from the process environment (not GOENV files).
 const ENV_ONLY: [&str; 5] = ["HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "GOENV", "GOROOT"];
 
-/// Settings reported in the timeline's `config`.
-const REPORTED: [&str; 15] = [
-    "GOPROXY",
-    "GOSUMDB",
-    "GONOSUMDB",
-    "GOPRIVATE",
-    "GONOPROXY",
-    "GOINSECURE",
-    "GOFLAGS",
-    "GOMODCACHE",
-    "GOPATH",
-    "GOVCS",
-    "GOTOOLCHAIN",
-    "GOENV",
-    "HTTPS_PROXY",
-    "HTTP_PROXY",
-    "NO_PROXY",
-];
+/// Kept variables that only locate things or are spelled twice: not reported
+/// in `config` themselves (the lower-case proxy spellings fold into the upper).
+const NOT_REPORTED: [&str; 7] =
+    ["GONOSUMCHECK", "GOROOT", "GO111MODULE", "HOME", "XDG_CONFIG_HOME", "https_proxy", "http_proxy"];
 
 pub const DEFAULT_GOPROXY: &str = "https://proxy.golang.org,direct";
 pub const DEFAULT_GOSUMDB: &str = "sum.golang.org";
@@ -156,7 +142,7 @@ pub fn effective(
 ) -> BTreeMap<String, ConfigValue> {
     let mut config = BTreeMap::new();
     let value = |v: &str, source: &str| ConfigValue { value: v.to_string(), source: source.to_string() };
-    for name in REPORTED {
+    for name in VARIABLES.into_iter().filter(|v| !NOT_REPORTED.contains(v)) {
         let from_env = env.get(name).filter(|v| !v.is_empty()).map(|v| value(v, "env"));
         let from_files = if ENV_ONLY.contains(&name) {
             None
