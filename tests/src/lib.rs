@@ -24,6 +24,10 @@ pub const MODULES: usize = 24;
 pub const PROXY_NAME: &str = "proxy.lab.test";
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// The Go toolchains every lab scenario runs with: Debian's own (1.19) and 1.23
+/// from bookworm-backports (`cargo xtask setup` installs both).
+pub const GO_TOOLCHAINS: [(&str, &str); 2] = [("1.19", "/usr/lib/go-1.19/bin"), ("1.23", "/usr/lib/go-1.23/bin")];
+
 /// Why the lab cannot run here, if it cannot.
 pub fn missing_requirements() -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
@@ -32,6 +36,11 @@ pub fn missing_requirements() -> Option<String> {
     for tool in ["ip", "dnsmasq", "nft", "go"] {
         if which(tool).is_none() {
             return Some(format!("`{tool}` is not installed (cargo xtask setup installs it)"));
+        }
+    }
+    for (version, dir) in GO_TOOLCHAINS {
+        if !Path::new(dir).join("go").exists() {
+            return Some(format!("Go {version} is not installed at {dir} (cargo xtask setup installs it)"));
         }
     }
     if !gomod_trace_bin().exists() {
@@ -128,6 +137,8 @@ pub struct Lab {
     pub server_ip: Ipv4Addr,
     dir: tempfile::TempDir,
     children: Vec<Child>,
+    /// Directory of the `go` the client runs (first on its PATH).
+    go_dir: String,
 }
 
 /// A traced `go mod download` and what it left behind.
@@ -155,6 +166,7 @@ impl Lab {
             server_ip: Ipv4Addr::new(10, 231, subnet as u8, 2),
             dir: tempfile::Builder::new().prefix("gomod-trace-lab-").tempdir().expect("temp dir"),
             children: Vec::new(),
+            go_dir: GO_TOOLCHAINS[0].1.to_string(),
         };
         // From here on, Drop cleans up whatever was created.
         let (c, s) = (lab.client_ns.clone(), lab.server_ns.clone());
@@ -221,6 +233,11 @@ impl Lab {
         lab
     }
 
+    /// Runs later downloads with the `go` in `dir` (see [`GO_TOOLCHAINS`]).
+    pub fn use_go(&mut self, dir: &str) {
+        self.go_dir = dir.to_string();
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -278,7 +295,7 @@ impl Lab {
         // The lab's modules are private to it: no checksum database is asked
         // (GONOSUMDB, as agents configure private modules; not GOSUMDB=off).
         let mut env: Vec<(String, String)> = [
-            ("PATH", PATH.to_string()),
+            ("PATH", format!("{}:{PATH}", self.go_dir)),
             ("HOME", home.display().to_string()),
             ("GOPATH", home.join("go").display().to_string()),
             ("GOMODCACHE", self.path("modcache").display().to_string()),

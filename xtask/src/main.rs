@@ -18,8 +18,53 @@ use clap::{Parser, Subcommand};
 
 /// The bpf-linker release known to build against the nightly's LLVM here.
 const BPF_LINKER_VERSION: &str = "0.13.0";
-/// Debian packages: the Go toolchain and the lab's peers and tools.
-const PACKAGES: [&str; 6] = ["golang-go", "dnsmasq-base", "nftables", "iproute2", "ca-certificates", "bpftool"];
+/// Debian packages: the Go toolchains and the lab's peers and tools.
+const PACKAGES: [&str; 7] =
+    ["golang-go", "golang-1.23-go", "dnsmasq-base", "nftables", "iproute2", "ca-certificates", "bpftool"];
+/// Packages that come from the release's backports suite.
+const BACKPORTS_PACKAGES: [&str; 1] = ["golang-1.23-go"];
+const BACKPORTS_LIST: &str = "/etc/apt/sources.list.d/gomod-trace-backports.list";
+
+/// Adds `<codename>-backports` with the mirror apt already uses for the release.
+fn add_backports() -> Result<()> {
+    if Path::new(BACKPORTS_LIST).exists() {
+        return Ok(());
+    }
+    let os_release = std::fs::read_to_string("/etc/os-release")?;
+    let codename = os_release
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
+        .context("/etc/os-release names no VERSION_CODENAME")?
+        .trim_matches('"')
+        .to_string();
+    let mut sources = std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
+    for entry in std::fs::read_dir("/etc/apt/sources.list.d")?.flatten() {
+        sources.push('\n');
+        sources.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+    }
+    // One-line `deb URI suite …` or deb822 `URIs:` followed by `Suites:`.
+    let mut mirror = None;
+    let mut uris: Option<String> = None;
+    for line in sources.lines().map(str::trim) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.first() == Some(&"deb") && words.get(2) == Some(&codename.as_str()) {
+            mirror = words.get(1).map(|u| u.to_string());
+        } else if let Some(u) = line.strip_prefix("URIs:") {
+            uris = u.split_whitespace().next().map(str::to_string);
+        } else if let Some(suites) = line.strip_prefix("Suites:")
+            && suites.split_whitespace().any(|s| s == codename)
+        {
+            mirror = uris.clone();
+        }
+        if mirror.is_some() {
+            break;
+        }
+    }
+    let mirror = mirror.with_context(|| format!("no apt source for {codename} to take a mirror from"))?;
+    step(&format!("apt: adding {codename}-backports"));
+    std::fs::write(BACKPORTS_LIST, format!("deb {mirror} {codename}-backports main\n"))?;
+    Ok(())
+}
 
 #[derive(Parser)]
 #[command(name = "xtask")]
@@ -94,6 +139,9 @@ fn setup_packages() -> Result<()> {
     }
     ensure!(is_root(), "Debian packages {missing:?} are missing; run as root so that xtask can install them");
     step(&format!("Debian packages: installing {}", missing.join(" ")));
+    if missing.iter().any(|p| BACKPORTS_PACKAGES.contains(p)) {
+        add_backports()?;
+    }
     status(Command::new("apt-get").args(["update", "-qq"]))?;
     status(
         Command::new("apt-get")
