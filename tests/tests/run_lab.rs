@@ -10,19 +10,27 @@ use gomod_trace_lab::{
 };
 use serde_json::Value;
 
+/// Runs a scenario in one lab with each Go toolchain; skips (or, under CI=true,
+/// fails) when the lab cannot run here.
+fn with_each_go(test: &str, mut scenario: impl FnMut(&mut Lab, &str)) {
+    if !lab_available(test) {
+        return;
+    }
+    let mut lab = Lab::start();
+    for (go, dir) in GO_TOOLCHAINS {
+        lab.use_go(dir);
+        eprintln!("{test} with Go {go}");
+        scenario(&mut lab, go);
+    }
+}
+
 fn outcome(span: &Value) -> &str {
     span["outcome"].as_str().unwrap_or("")
 }
 
 #[test]
 fn clean_download_through_the_tls_proxy() {
-    if !lab_available("clean_download_through_the_tls_proxy") {
-        return;
-    }
-    let mut lab = Lab::start();
-    for (go, dir) in GO_TOOLCHAINS {
-        lab.use_go(dir);
-        eprintln!("with Go {go}");
+    with_each_go("clean_download_through_the_tls_proxy", |lab, go| {
         let run = lab.traced_download(&format!("https://{PROXY_NAME}"), Duration::from_secs(120));
         assert!(
             run.status.success(),
@@ -124,51 +132,42 @@ fn clean_download_through_the_tls_proxy() {
             run.waterfall()
         );
         eprintln!("{}", run.waterfall());
-    }
+    });
 }
 
 #[test]
 fn credentials_in_goproxy_never_appear_in_any_output() {
-    if !lab_available("credentials_in_goproxy_never_appear_in_any_output") {
-        return;
-    }
-    let mut lab = Lab::start();
-    for (go, dir) in GO_TOOLCHAINS {
-        lab.use_go(dir);
-        eprintln!("with Go {go}");
-        let secret = "s3cretPassw0rd";
-        let run = lab.traced_download(
-            &format!("https://alice:{secret}@{PROXY_NAME}"),
-            Duration::from_secs(120),
-        );
-        assert!(run.status.success(), "{}", run.stderr);
-        let recording = std::fs::read_to_string(&run.events).expect("recording");
-        for (what, text) in [
-            (
-                "timeline JSON",
-                String::from_utf8_lossy(&run.json).into_owned(),
-            ),
-            ("recording", recording),
-            ("text waterfall", run.waterfall()),
-            ("stderr", run.stderr.clone()),
-        ] {
-            assert!(
-                !text.contains(secret),
-                "the GOPROXY password appears in the {what}"
+    with_each_go(
+        "credentials_in_goproxy_never_appear_in_any_output",
+        |lab, _go| {
+            let secret = "s3cretPassw0rd";
+            let run = lab.traced_download(
+                &format!("https://alice:{secret}@{PROXY_NAME}"),
+                Duration::from_secs(120),
             );
-        }
-    }
+            assert!(run.status.success(), "{}", run.stderr);
+            let recording = std::fs::read_to_string(&run.events).expect("recording");
+            for (what, text) in [
+                (
+                    "timeline JSON",
+                    String::from_utf8_lossy(&run.json).into_owned(),
+                ),
+                ("recording", recording),
+                ("text waterfall", run.waterfall()),
+                ("stderr", run.stderr.clone()),
+            ] {
+                assert!(
+                    !text.contains(secret),
+                    "the GOPROXY password appears in the {what}"
+                );
+            }
+        },
+    );
 }
 
 #[test]
 fn replay_of_the_recording_gives_the_same_json() {
-    if !lab_available("replay_of_the_recording_gives_the_same_json") {
-        return;
-    }
-    let mut lab = Lab::start();
-    for (go, dir) in GO_TOOLCHAINS {
-        lab.use_go(dir);
-        eprintln!("with Go {go}");
+    with_each_go("replay_of_the_recording_gives_the_same_json", |lab, _go| {
         let run = lab.traced_download(&format!("https://{PROXY_NAME}"), Duration::from_secs(120));
         let replayed = lab.path("replayed.json");
         let status = std::process::Command::new(gomod_trace_lab::gomod_trace_bin())
@@ -184,18 +183,12 @@ fn replay_of_the_recording_gives_the_same_json() {
             run.json == replayed,
             "replay differs from the live timeline"
         );
-    }
+    });
 }
 
 #[test]
 fn proxy_name_does_not_resolve() {
-    if !lab_available("proxy_name_does_not_resolve") {
-        return;
-    }
-    let mut lab = Lab::start();
-    for (go, dir) in GO_TOOLCHAINS {
-        lab.use_go(dir);
-        eprintln!("with Go {go}");
+    with_each_go("proxy_name_does_not_resolve", |lab, _go| {
         let run = lab.traced_download("https://missing.lab.test", Duration::from_secs(120));
         assert!(!run.status.success(), "go mod download should fail");
         let build = only_build(&run.timeline);
@@ -224,18 +217,12 @@ fn proxy_name_does_not_resolve() {
                 .any(|f| f.contains("dns_failure") && f.contains("missing.lab.test")),
             "{findings:?}"
         );
-    }
+    });
 }
 
 #[test]
 fn proxy_port_refuses() {
-    if !lab_available("proxy_port_refuses") {
-        return;
-    }
-    let mut lab = Lab::start();
-    for (go, dir) in GO_TOOLCHAINS {
-        lab.use_go(dir);
-        eprintln!("with Go {go}");
+    with_each_go("proxy_port_refuses", |lab, _go| {
         let run = lab.traced_download(
             &format!("https://{PROXY_NAME}:8443"),
             Duration::from_secs(120),
@@ -256,18 +243,12 @@ fn proxy_port_refuses() {
             findings.iter().any(|f| f.contains("connect_refused")),
             "{findings:?}"
         );
-    }
+    });
 }
 
 #[test]
 fn firewall_drops_packets_to_the_proxy() {
-    if !lab_available("firewall_drops_packets_to_the_proxy") {
-        return;
-    }
-    let mut lab = Lab::start();
-    for (go, dir) in GO_TOOLCHAINS {
-        lab.use_go(dir);
-        eprintln!("with Go {go}");
+    with_each_go("firewall_drops_packets_to_the_proxy", |lab, _go| {
         // One module: cmd/go then makes one fetch, which costs one dial timeout.
         lab.require_modules(1);
         lab.client_firewall(&format!(
@@ -302,86 +283,80 @@ fn firewall_drops_packets_to_the_proxy() {
             finding["cost_ms"].as_f64().unwrap_or(0.0) >= 25_000.0,
             "{finding:#}"
         );
-    }
+    });
 }
 
 #[test]
 fn goproxy_from_the_goenv_file_and_the_environment_overriding_it() {
-    if !lab_available("goproxy_from_the_goenv_file_and_the_environment_overriding_it") {
-        return;
-    }
-    let mut lab = Lab::start();
-    for (go, dir) in GO_TOOLCHAINS {
-        lab.use_go(dir);
-        eprintln!("with Go {go}");
-        let goenv = lab.path("goenv");
-        std::fs::write(&goenv, format!("GOPROXY=https://{PROXY_NAME}\n")).unwrap();
-        let goenv = goenv.to_str().unwrap();
+    with_each_go(
+        "goproxy_from_the_goenv_file_and_the_environment_overriding_it",
+        |lab, _go| {
+            let goenv = lab.path("goenv");
+            std::fs::write(&goenv, format!("GOPROXY=https://{PROXY_NAME}\n")).unwrap();
+            let goenv = goenv.to_str().unwrap();
 
-        // As `go env -w GOPROXY=…` leaves it, with nothing in the environment.
-        let run = lab.traced_download_env(
-            &[("GOPROXY", ""), ("GOENV", goenv)],
-            Duration::from_secs(120),
-        );
-        assert!(run.status.success(), "{}", run.stderr);
-        let build = only_build(&run.timeline);
-        assert_eq!(
-            build["config"]["GOPROXY"],
-            serde_json::json!({"value": format!("https://{PROXY_NAME}"), "source": "goenv_file"})
-        );
-        assert_eq!(
-            build["config"]["GOENV"],
-            serde_json::json!({"value": goenv, "source": "env"})
-        );
-        assert!(
-            spans(build, "connect").iter().all(|c| c["role"] == "proxy"),
-            "{}",
-            run.waterfall()
-        );
+            // As `go env -w GOPROXY=…` leaves it, with nothing in the environment.
+            let run = lab.traced_download_env(
+                &[("GOPROXY", ""), ("GOENV", goenv)],
+                Duration::from_secs(120),
+            );
+            assert!(run.status.success(), "{}", run.stderr);
+            let build = only_build(&run.timeline);
+            assert_eq!(
+                build["config"]["GOPROXY"],
+                serde_json::json!({"value": format!("https://{PROXY_NAME}"), "source": "goenv_file"})
+            );
+            assert_eq!(
+                build["config"]["GOENV"],
+                serde_json::json!({"value": goenv, "source": "env"})
+            );
+            assert!(
+                spans(build, "connect").iter().all(|c| c["role"] == "proxy"),
+                "{}",
+                run.waterfall()
+            );
 
-        // The agent's environment wins over the file (failure 15: the wrong proxy used).
-        std::fs::write(lab.path("goenv"), "GOPROXY=https://elsewhere.lab.test\n").unwrap();
-        let run = lab.traced_download_env(
-            &[
-                ("GOPROXY", &format!("https://{PROXY_NAME}")),
-                ("GOENV", goenv),
-            ],
-            Duration::from_secs(120),
-        );
-        assert!(run.status.success(), "{}", run.stderr);
-        let build = only_build(&run.timeline);
-        assert_eq!(build["config"]["GOPROXY"]["source"], "env");
-        assert!(
-            serious_findings(build).is_empty(),
-            "{:?}",
-            serious_findings(build)
-        );
-    }
+            // The agent's environment wins over the file (failure 15: the wrong proxy used).
+            std::fs::write(lab.path("goenv"), "GOPROXY=https://elsewhere.lab.test\n").unwrap();
+            let run = lab.traced_download_env(
+                &[
+                    ("GOPROXY", &format!("https://{PROXY_NAME}")),
+                    ("GOENV", goenv),
+                ],
+                Duration::from_secs(120),
+            );
+            assert!(run.status.success(), "{}", run.stderr);
+            let build = only_build(&run.timeline);
+            assert_eq!(build["config"]["GOPROXY"]["source"], "env");
+            assert!(
+                serious_findings(build).is_empty(),
+                "{:?}",
+                serious_findings(build)
+            );
+        },
+    );
 }
 
 #[test]
 fn checksum_verification_turned_off_is_a_warning() {
-    if !lab_available("checksum_verification_turned_off_is_a_warning") {
-        return;
-    }
-    let mut lab = Lab::start();
-    for (go, dir) in GO_TOOLCHAINS {
-        lab.use_go(dir);
-        eprintln!("with Go {go}");
-        let run = lab.traced_download_env(
-            &[("GOSUMDB", "off"), ("GONOSUMDB", "")],
-            Duration::from_secs(120),
-        );
-        assert!(run.status.success(), "{}", run.stderr);
-        let build = only_build(&run.timeline);
-        let findings = serious_findings(build);
-        assert_eq!(findings.len(), 1, "{findings:?}");
-        assert!(
-            findings[0].contains("checksum_verification_disabled")
-                && findings[0].contains("GOSUMDB=off (from env)"),
-            "{findings:?}"
-        );
-        let finding = &build["findings"][0];
-        assert_eq!(finding["severity"], "warning");
-    }
+    with_each_go(
+        "checksum_verification_turned_off_is_a_warning",
+        |lab, _go| {
+            let run = lab.traced_download_env(
+                &[("GOSUMDB", "off"), ("GONOSUMDB", "")],
+                Duration::from_secs(120),
+            );
+            assert!(run.status.success(), "{}", run.stderr);
+            let build = only_build(&run.timeline);
+            let findings = serious_findings(build);
+            assert_eq!(findings.len(), 1, "{findings:?}");
+            assert!(
+                findings[0].contains("checksum_verification_disabled")
+                    && findings[0].contains("GOSUMDB=off (from env)"),
+                "{findings:?}"
+            );
+            let finding = &build["findings"][0];
+            assert_eq!(finding["severity"], "warning");
+        },
+    );
 }
