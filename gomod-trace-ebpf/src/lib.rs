@@ -34,6 +34,7 @@ pub mod kind {
     pub const PAYLOAD: u32 = 9;
     pub const ENVIRONMENT: u32 = 10;
     pub const FILE: u32 = 11;
+    pub const CONNECT_ERROR: u32 = 12;
 }
 
 /// `FileRecord::op` values.
@@ -87,6 +88,14 @@ pub struct SocketEntry {
     /// Segments whose payload was copied (64-bit: the BPF target's only atomics).
     pub captured_sent: u64,
     pub captured_received: u64,
+    /// When payload first and last arrived (CLOCK_MONOTONIC ns, 0 before any):
+    /// how long a connection was busy, and how long it has been idle.
+    pub first_received_ns: u64,
+    pub last_received_ns: u64,
+    /// The longest time between two arriving payloads, and when it ended: a
+    /// transfer that stalled shows here even if the teardown brought more bytes.
+    pub longest_silence_ns: u64,
+    pub longest_silence_end_ns: u64,
 }
 
 /// Offsets of kernel struct fields, read by userspace from /sys/kernel/btf/vmlinux.
@@ -136,6 +145,15 @@ pub struct TracepointOffsets {
     pub renameat2_oldname: u32,
     pub renameat2_newname: u32,
     pub unlinkat_pathname: u32,
+    /// `sys_exit_connect`'s `ret`.
+    pub connect_ret: u32,
+    /// `sys_enter_getsockopt`'s `level`, `optname`, `optval`.
+    pub getsockopt_level: u32,
+    pub getsockopt_optname: u32,
+    pub getsockopt_optval: u32,
+    /// `sys_exit_getsockopt`'s `ret`.
+    pub getsockopt_ret: u32,
+    pub _pad: u32,
 }
 
 /// The one entry of the `CONFIG` array map.
@@ -219,6 +237,19 @@ pub struct ForkRecord {
     pub build: u32,
 }
 
+/// A connect that failed as the process saw it: `connect()` returning an error
+/// other than EINPROGRESS, or `getsockopt(SO_ERROR)` reporting one after a
+/// non-blocking connect. Needed because an ICMP error wakes the process before
+/// the socket's closing tracepoints run, and the process clears `sk_err` first.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectErrorRecord {
+    pub header: EventHeader,
+    pub build: u32,
+    /// A positive errno.
+    pub errno: i32,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ExitRecord {
@@ -300,17 +331,18 @@ macro_rules! assert_size {
 }
 assert_size!(EventHeader, 32);
 assert_size!(ProcessEntry, 8);
-assert_size!(SocketEntry, 56);
+assert_size!(SocketEntry, 88);
 assert_size!(KernelOffsets, 40);
-assert_size!(TracepointOffsets, 104);
-assert_size!(ProbeConfig, 176);
+assert_size!(TracepointOffsets, 128);
+assert_size!(ProbeConfig, 200);
+assert_size!(ConnectErrorRecord, 40);
 assert_size!(FileRecord, 32 + 16 + 512);
 assert_size!(ExecRecord, 32 + 8 + 16 + 256);
 assert_size!(ForkRecord, 40);
 assert_size!(EnvironmentRecord, 32 + 16 + 256 + 16 * 1024);
 assert_size!(ExitRecord, 40);
 assert_size!(ConnectRecord, 32 + 24 + 16);
-assert_size!(TcpStateRecord, 32 + 8 + 8 + 8 + 4 + 32 + 4 + 56);
+assert_size!(TcpStateRecord, 32 + 8 + 8 + 8 + 4 + 32 + 4 + 88);
 assert_size!(SocketSignalRecord, 48);
 assert_size!(PayloadRecord, 32 + 24 + 2048);
 

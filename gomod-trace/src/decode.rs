@@ -5,12 +5,12 @@ use std::{collections::BTreeMap, mem::size_of, net::SocketAddr};
 
 use bytes::Bytes;
 use gomod_trace_ebpf::{
-    ConnectRecord, ENV_CAPTURE, EnvironmentRecord, EventHeader, ExecRecord, FileRecord, file_op, ExitRecord, ForkRecord, PayloadRecord,
+    ConnectErrorRecord, ConnectRecord, ENV_CAPTURE, EnvironmentRecord, EventHeader, ExecRecord, FileRecord, file_op, ExitRecord, ForkRecord, PayloadRecord,
     SocketSignalRecord, TcpStateRecord, direction, hook, kind,
 };
 
 use crate::redact;
-use crate::event::{At, ConnectHook, Counters, Direction, Event, FileOp, Protocol, TcpState, ip_from_wire};
+use crate::event::{At, ConnectHook, Counters, Silence, Direction, Event, FileOp, Protocol, TcpState, ip_from_wire};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -121,6 +121,10 @@ pub fn decode(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeErro
             let r: ForkRecord = read(bytes, "fork record")?;
             Event::Fork { at, parent: header.pid, child: r.child, build: r.build }
         }
+        kind::CONNECT_ERROR => {
+            let r: ConnectErrorRecord = read(bytes, "connect error record")?;
+            Event::ConnectError { at, pid: header.pid, build: r.build, errno: r.errno }
+        }
         kind::EXIT => {
             let r: ExitRecord = read(bytes, "exit record")?;
             Event::Exit { at, pid: header.pid, build: r.build, wait_status: r.exit_code }
@@ -157,6 +161,12 @@ pub fn decode(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeErro
                     bytes_received: r.counters.bytes_received,
                     segments_sent: r.counters.segments_sent,
                     segments_received: r.counters.segments_received,
+                    first_received_ns: Some(r.counters.first_received_ns).filter(|&t| t != 0),
+                    last_received_ns: Some(r.counters.last_received_ns).filter(|&t| t != 0),
+                    longest_silence: (r.counters.longest_silence_ns != 0).then_some(Silence {
+                        ns: r.counters.longest_silence_ns,
+                        end_ns: r.counters.longest_silence_end_ns,
+                    }),
                 }),
             }
         }

@@ -102,6 +102,22 @@ pub struct Counters {
     pub bytes_received: u64,
     pub segments_sent: u64,
     pub segments_received: u64,
+    /// When payload first and last arrived (same clock as event times; absent
+    /// when nothing arrived).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_received_ns: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_received_ns: Option<u64>,
+    /// The longest gap between two arriving payloads, and when it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longest_silence: Option<Silence>,
+}
+
+/// A time during which a connection received nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Silence {
+    pub ns: u64,
+    pub end_ns: u64,
 }
 
 /// Why events are missing from the stream.
@@ -173,6 +189,15 @@ pub enum Event {
         build: u32,
         /// Wait status: exit code << 8 | terminating signal.
         wait_status: i32,
+    },
+    /// A process of a build learned that its connect failed (the errno connect()
+    /// or getsockopt(SO_ERROR) gave it).
+    ConnectError {
+        #[serde(flatten)]
+        at: At,
+        pid: u32,
+        build: u32,
+        errno: i32,
     },
     /// A build process connected a socket, or sent its first datagram.
     Connect {
@@ -248,6 +273,7 @@ impl Event {
             | Event::Fork { at, .. }
             | Event::Exit { at, .. }
             | Event::Connect { at, .. }
+            | Event::ConnectError { at, .. }
             | Event::TcpState { at, .. }
             | Event::TcpRetransmit { at, .. }
             | Event::TcpReset { at, .. }

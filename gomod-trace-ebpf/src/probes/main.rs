@@ -8,6 +8,8 @@
 #![cfg_attr(target_arch = "bpf", expect(internal_features, reason = "atomic_xadd"))]
 
 #[cfg(target_arch = "bpf")]
+mod connect_result;
+#[cfg(target_arch = "bpf")]
 mod files;
 #[cfg(target_arch = "bpf")]
 mod payload;

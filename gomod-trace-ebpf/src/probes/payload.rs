@@ -4,7 +4,10 @@
 //! the rest are only counted. Parsing happens in userspace. Always lets the packet
 //! through.
 use aya_ebpf::{
-    helpers::generated::{bpf_get_socket_cookie, bpf_skb_load_bytes},
+    helpers::{
+        bpf_ktime_get_ns,
+        generated::{bpf_get_socket_cookie, bpf_skb_load_bytes},
+    },
     macros::cgroup_skb,
     programs::SkBuffContext,
 };
@@ -82,6 +85,21 @@ fn on_skb(ctx: &SkBuffContext, dir: u16) -> Option<()> {
     };
     add(bytes, payload_len as u64);
     add(segments, 1);
+    if dir == direction::INGRESS {
+        // SAFETY: `entry` points into the map value; plain 64-bit stores (a racing
+        // segment on another CPU writes a time just as good).
+        unsafe {
+            let now = bpf_ktime_get_ns();
+            let last = (*entry).last_received_ns;
+            if last == 0 {
+                (*entry).first_received_ns = now;
+            } else if now > last && now - last > (*entry).longest_silence_ns {
+                (*entry).longest_silence_ns = now - last;
+                (*entry).longest_silence_end_ns = now;
+            }
+            (*entry).last_received_ns = now;
+        }
+    }
     let limit = if protocol == IPPROTO_TCP { TCP_SEGMENTS_CAPTURED } else { UDP_DATAGRAMS_CAPTURED };
     // SAFETY: a plain read of the map value; a racing increment only lets one
     // more segment be copied.

@@ -89,6 +89,12 @@ impl Correlator {
                 let socket = SocketState::open(b, build_index, at.ts_ns, *pid, parent, *protocol, *remote);
                 self.sockets.insert(*cookie, socket);
             }
+            Event::ConnectError { at, pid, build, errno } => {
+                let Some(build_index) = self.build_of(*pid, *build) else { return };
+                let b = &mut self.builds[build_index];
+                b.touch(at.ts_ns);
+                b.on_connect_error(at.ts_ns, *pid, *errno);
+            }
             Event::TcpState { at, cookie, old, new, local, error, counters, .. } => {
                 let Some(socket) = self.sockets.get_mut(cookie) else { return };
                 let b = &mut self.builds[socket.build];

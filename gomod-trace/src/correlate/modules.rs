@@ -90,6 +90,30 @@ pub fn note_part(attrs: &mut std::collections::BTreeMap<String, Value>, part: &s
     }
 }
 
+/// The repository URL a direct fetch of `module` used, among the URLs of the
+/// build's VCS command lines: the one whose host and path the module path
+/// starts with (`github.com/o/r` for `github.com/o/r/v2`), else whose last
+/// path element is an element of the module path; the only URL if there is one.
+pub fn vcs_url_for(module: &str, urls: &[String]) -> Option<String> {
+    let trimmed = |url: &str| {
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        let rest = rest.rsplit('@').next().unwrap_or(rest).trim_end_matches('/');
+        rest.strip_suffix(".git").unwrap_or(rest).to_ascii_lowercase()
+    };
+    let module = module.to_ascii_lowercase();
+    let elements: Vec<&str> = module.split('/').collect();
+    urls.iter()
+        .find(|url| {
+            let t = trimmed(url);
+            module == t || module.starts_with(&format!("{t}/"))
+        })
+        .or_else(|| {
+            urls.iter().find(|url| trimmed(url).rsplit('/').next().is_some_and(|last| elements[1..].contains(&last)))
+        })
+        .or_else(|| if urls.len() == 1 { urls.first() } else { None })
+        .cloned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +127,15 @@ mod tests {
             part: part.into(),
             temporary,
         })
+    }
+
+    #[test]
+    fn finds_the_repository_of_a_direct_fetch() {
+        let urls = vec!["https://github.com/BurntSushi/toml".to_string(), "https://git.lab.test/private.git".to_string()];
+        assert_eq!(vcs_url_for("github.com/BurntSushi/toml/v2", &urls).as_deref(), Some("https://github.com/BurntSushi/toml"));
+        assert_eq!(vcs_url_for("lab.test/private", &urls).as_deref(), Some("https://git.lab.test/private.git"));
+        assert_eq!(vcs_url_for("example.com/other", &urls), None);
+        assert_eq!(vcs_url_for("example.com/other", &urls[1..]).as_deref(), Some("https://git.lab.test/private.git"));
     }
 
     #[test]

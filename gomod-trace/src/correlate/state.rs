@@ -79,6 +79,12 @@ pub struct BuildState {
     modules: HashMap<(String, String), usize>,
     /// When the build worked in the module cache's VCS area (direct fetches).
     vcs_activity: Vec<u64>,
+    /// Module span → when its zip started to arrive (temporary file created)
+    /// and when it was put in place.
+    pub zip_phase: HashMap<usize, (u64, Option<u64>)>,
+    /// Checksum database lookups of modules whose fetch has not shown yet
+    /// (cmd/go verifies a go.mod before it writes it): (module, version) → name.
+    sumdb_lookups: HashMap<(String, String), String>,
 }
 
 impl BuildState {
@@ -99,6 +105,8 @@ impl BuildState {
             config: BTreeMap::new(),
             modules: HashMap::new(),
             vcs_activity: Vec::new(),
+            zip_phase: HashMap::new(),
+            sumdb_lookups: HashMap::new(),
         }
     }
 
@@ -114,6 +122,12 @@ impl BuildState {
                 if done && op != FileOp::Unlink {
                     modules::note_part(&mut s.attrs, &part);
                 }
+                if part == "zip" && op != FileOp::Unlink {
+                    let phase = self.zip_phase.entry(span).or_insert((ts, None));
+                    if done {
+                        phase.1 = Some(ts);
+                    }
+                }
                 if part == "partial" && op == FileOp::Unlink {
                     s.attrs.insert("extracted".into(), true.into());
                 }
@@ -127,10 +141,16 @@ impl BuildState {
                 }
             }
             Some(CachePath::Sumdb { name, lookup: Some(module_version) }) => {
-                if let Some((module, version)) = module_version.rsplit_once('@')
-                    && let Some(&span) = self.modules.get(&(module.to_string(), version.to_string()))
-                {
-                    self.spans[span].attrs.insert("sumdb_lookup".into(), name.into());
+                if let Some((module, version)) = module_version.rsplit_once('@') {
+                    let key = (module.to_string(), version.to_string());
+                    match self.modules.get(&key) {
+                        Some(&span) => {
+                            self.spans[span].attrs.insert("sumdb_lookup".into(), name.into());
+                        }
+                        None => {
+                            self.sumdb_lookups.insert(key, name);
+                        }
+                    }
                 }
             }
             Some(CachePath::Vcs) => self.vcs_activity.push(ts),
@@ -148,6 +168,9 @@ impl BuildState {
                 let s = &mut self.spans[span];
                 s.attrs.insert("module".into(), key.0.clone().into());
                 s.attrs.insert("version".into(), key.1.clone().into());
+                if let Some(name) = self.sumdb_lookups.remove(&key) {
+                    s.attrs.insert("sumdb_lookup".into(), name.into());
+                }
                 self.modules.insert(key, span);
                 span
             }
@@ -157,18 +180,57 @@ impl BuildState {
         span
     }
 
-    /// Outcome, source and role of module spans, once the stream is complete.
+    /// Outcome, source, role and VCS URL of module spans, once the stream is
+    /// complete. A zip that started to arrive and never was put in place leaves its
+    /// module aborted, open until the build ended.
     fn finish_modules(&mut self) {
+        let vcs_urls = self.vcs_urls();
+        let build_end = self.end_ns();
         for &span in self.modules.values() {
             let s = &mut self.spans[span];
             let (start, end) = (s.start_ns, s.end_ns.unwrap_or(s.start_ns));
             let direct = self.vcs_activity.iter().any(|&t| t >= start && t <= end);
             s.attrs.insert("source".into(), if direct { "direct" } else { "proxy" }.into());
             s.role = if direct { Role::Vcs } else { Role::Proxy };
+            if direct
+                && let Some(module) = s.attrs.get("module").and_then(Value::as_str)
+                && let Some(url) = modules::vcs_url_for(module, &vcs_urls)
+            {
+                s.attrs.insert("vcs_url".into(), url.into());
+            }
             let files = s.attrs.get("files").and_then(Value::as_array);
             let fetched = files.is_some_and(|f| f.iter().any(|p| p == "mod" || p == "zip"));
             s.outcome = Some(if fetched { Outcome::Ok } else { Outcome::Error });
+            match self.zip_phase.get(&span) {
+                Some((started, Some(done))) => {
+                    s.attrs.insert("zip_ms".into(), timeline::millis(done - started).into());
+                }
+                Some((_, None)) => {
+                    s.outcome = Some(Outcome::Aborted);
+                    s.attrs.insert("incomplete_part".into(), "zip".into());
+                    s.end_ns = Some(build_end.max(s.start_ns));
+                }
+                None => {}
+            }
         }
+    }
+
+    /// Repository URLs in the command lines of the build's VCS processes.
+    pub fn vcs_urls(&self) -> Vec<String> {
+        let mut urls: Vec<String> = Vec::new();
+        for span in self.spans.iter().filter(|s| s.kind == SpanKind::Process) {
+            let comm = span.attrs.get("comm").and_then(Value::as_str).unwrap_or_default();
+            if !is_vcs_command(comm) {
+                continue;
+            }
+            let argv = span.attrs.get("argv").and_then(Value::as_array);
+            for arg in argv.into_iter().flatten().filter_map(Value::as_str) {
+                if arg.contains("://") && !urls.iter().any(|u| u == arg) {
+                    urls.push(arg.to_string());
+                }
+            }
+        }
+        urls
     }
 
     pub fn set_environment(&mut self, vars: BTreeMap<String, String>, _executable: String, truncated: bool) {
@@ -193,9 +255,7 @@ impl BuildState {
         for span in self.spans.iter_mut().filter(|s| !matches!(s.kind, SpanKind::Process | SpanKind::Module)) {
             let host = span.host.as_deref().map(str::to_ascii_lowercase);
             let is = |hosts: &[String]| host.as_ref().is_some_and(|h| hosts.contains(h));
-            let vcs = comm_of.get(&span.pid).is_some_and(|c| {
-                VCS_COMMANDS.iter().any(|v| c == v) || c.starts_with("git-remote-")
-            });
+            let vcs = comm_of.get(&span.pid).is_some_and(|c| is_vcs_command(c));
             span.role = if span.port == Some(53) {
                 Role::Dns
             } else if is(&destinations.http_proxies) {
@@ -209,6 +269,32 @@ impl BuildState {
             } else {
                 Role::Other
             };
+        }
+    }
+
+    /// The errno a process got for a connect: it belongs to that process's latest
+    /// connect that has no error yet, still open or ended just before.
+    pub fn on_connect_error(&mut self, ts: u64, pid: u32, errno: i32) {
+        const RECENT_NS: u64 = 1_000_000_000;
+        let span = self.spans.iter_mut().rev().find(|s| {
+            s.kind == SpanKind::Connect
+                && s.pid == pid
+                && !s.attrs.contains_key("error")
+                && s.outcome != Some(Outcome::Ok)
+                && s.end_ns.is_none_or(|end| end + RECENT_NS >= ts)
+        });
+        let Some(s) = span else { return };
+        s.attrs.insert("error".into(), errno_name(errno).into());
+        let outcome = match errno {
+            ECONNREFUSED => Outcome::Refused,
+            EHOSTUNREACH | ENETUNREACH => Outcome::Unreachable,
+            ETIMEDOUT if s.outcome == Some(Outcome::Dropped) => Outcome::Dropped,
+            ETIMEDOUT => Outcome::Timeout,
+            _ => Outcome::Error,
+        };
+        s.outcome = Some(outcome);
+        if s.end_ns.is_none() {
+            s.end_ns = Some(ts.max(s.start_ns));
         }
     }
 
@@ -317,6 +403,8 @@ pub struct SocketState {
     connect: Option<usize>,
     transfer: Option<usize>,
     tls: Option<usize>,
+    /// Whether the client's first flight after the ServerHello has been seen.
+    client_flight_seen: bool,
     http: Option<usize>,
     /// Open DNS queries by message id.
     dns: HashMap<u16, usize>,
@@ -347,6 +435,7 @@ impl SocketState {
             connect: None,
             transfer: None,
             tls: None,
+            client_flight_seen: false,
             http: None,
             dns: HashMap::new(),
             syn_retransmits: 0,
@@ -473,6 +562,17 @@ impl SocketState {
             let outcome = if self.resets > 0 { Outcome::Reset } else { Outcome::Ok };
             s.end(ts, Some(outcome));
             if let Some(c) = counters {
+                if let (Some(first), Some(last)) = (c.first_received_ns, c.last_received_ns) {
+                    s.attrs.insert("receiving_ms".into(), timeline::millis(last.saturating_sub(first)).into());
+                    s.attrs.insert("idle_at_close_ms".into(), timeline::millis(ts.saturating_sub(last)).into());
+                }
+                if let Some(silence) = c.longest_silence {
+                    s.attrs.insert("longest_silence_ms".into(), timeline::millis(silence.ns).into());
+                    s.attrs.insert(
+                        "longest_silence_after_ms".into(),
+                        timeline::millis(silence.end_ns.saturating_sub(silence.ns).saturating_sub(s.start_ns)).into(),
+                    );
+                }
                 s.attrs.insert("bytes_sent".into(), c.bytes_sent.into());
                 s.attrs.insert("bytes_received".into(), c.bytes_received.into());
                 s.attrs.insert("segments_sent".into(), c.segments_sent.into());
@@ -550,13 +650,23 @@ impl SocketState {
 
     fn on_egress(&mut self, b: &mut BuildState, ts: u64, data: &[u8]) {
         if tls::looks_like_tls(data) {
-            if self.tls.is_some() {
-                // A plaintext alert from the client ends the handshake.
-                if let (Ok(tls::TlsRecord::Alert(alert)), Some(t)) = (tls::parse_first_record(data), self.tls) {
-                    let s = &mut b.spans[t];
+            if let Some(t) = self.tls {
+                let s = &mut b.spans[t];
+                if let Ok(tls::TlsRecord::Alert(alert)) = tls::parse_first_record(data) {
+                    // A plaintext alert from the client ends the handshake.
                     s.attrs.insert("alert".into(), alert.description.into());
                     s.attrs.insert("alert_from".into(), "client".into());
                     s.end(ts, Some(Outcome::Alert));
+                } else if s.outcome == Some(Outcome::Ok) && !self.client_flight_seen {
+                    // The client's answer to the server's flight (TLS 1.3 encrypts
+                    // it): its Finished, or an alert when it gave up.
+                    self.client_flight_seen = true;
+                    if tls::is_encrypted_alert(data) {
+                        s.outcome = Some(Outcome::Alert);
+                        s.attrs.insert("alert".into(), "encrypted".into());
+                        s.attrs.insert("alert_from".into(), "client".into());
+                        s.end_ns = Some(ts.max(s.start_ns));
+                    }
                 }
                 return;
             }
@@ -591,8 +701,9 @@ impl SocketState {
         if let Ok(request) = http::parse_request(data) {
             let span = self.span(b, SpanKind::Http, ts);
             let s = &mut b.spans[span];
-            if let Some(host) = &request.host {
-                s.host = Some(host.clone());
+            // A CONNECT names its target; the span stays the proxy's.
+            if let Some(host) = request.host.as_ref().filter(|_| request.method != "CONNECT") {
+                s.host = Some(goenv::url_host(host).map_or_else(|| host.clone(), |(h, _)| h));
             }
             s.attrs.insert("method".into(), request.method.into());
             s.attrs.insert("target".into(), request.target.into());
@@ -643,6 +754,11 @@ impl SocketState {
             s.attrs.insert("answered".into(), false.into());
         }
     }
+}
+
+/// Is this `comm` one of the programs cmd/go runs for a direct fetch?
+fn is_vcs_command(comm: &str) -> bool {
+    VCS_COMMANDS.contains(&comm) || comm.starts_with("git-remote-")
 }
 
 fn errno_name(errno: i32) -> String {

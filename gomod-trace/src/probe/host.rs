@@ -240,6 +240,9 @@ pub fn tracepoint_facts(tracefs: &Path) -> Result<TracepointFacts, HostError> {
     let (renameat_name, renameat, _) = format("syscalls", "sys_enter_renameat")?;
     let (renameat2_name, renameat2, _) = format("syscalls", "sys_enter_renameat2")?;
     let (unlinkat_name, unlinkat, _) = format("syscalls", "sys_enter_unlinkat")?;
+    let (connect_exit_name, connect_exit, _) = format("syscalls", "sys_exit_connect")?;
+    let (getsockopt_name, getsockopt, _) = format("syscalls", "sys_enter_getsockopt")?;
+    let (getsockopt_exit_name, getsockopt_exit, _) = format("syscalls", "sys_exit_getsockopt")?;
     // The exit tracepoint is attached too; its fields are not read.
     format("sched", "sched_process_exit")?;
     let s = |field| state.offset(&state_name, field);
@@ -270,6 +273,12 @@ pub fn tracepoint_facts(tracefs: &Path) -> Result<TracepointFacts, HostError> {
         renameat2_oldname: renameat2.offset(&renameat2_name, "oldname")?,
         renameat2_newname: renameat2.offset(&renameat2_name, "newname")?,
         unlinkat_pathname: unlinkat.offset(&unlinkat_name, "pathname")?,
+        connect_ret: connect_exit.offset(&connect_exit_name, "ret")?,
+        getsockopt_level: getsockopt.offset(&getsockopt_name, "level")?,
+        getsockopt_optname: getsockopt.offset(&getsockopt_name, "optname")?,
+        getsockopt_optval: getsockopt.offset(&getsockopt_name, "optval")?,
+        getsockopt_ret: getsockopt_exit.offset(&getsockopt_exit_name, "ret")?,
+        _pad: 0,
     };
     Ok(TracepointFacts {
         offsets,

@@ -54,6 +54,29 @@ fn version_name(v: TlsVersion) -> String {
     }
 }
 
+/// Length of a TLS 1.3 alert as an encrypted record: level and description,
+/// the inner content type, and a 16-byte AEAD tag (every TLS 1.3 cipher suite).
+const ENCRYPTED_ALERT_LEN: usize = 2 + 1 + 16;
+
+/// True when a client's flight after the ServerHello holds nothing but an
+/// optional ChangeCipherSpec and one encrypted record the size of an alert: the
+/// client gave up on the handshake (in TLS 1.3, typically a certificate it does
+/// not trust). A Finished message, the other thing a client sends there, is
+/// never that short.
+pub fn is_encrypted_alert(bytes: &[u8]) -> bool {
+    let record = |b: &[u8]| -> Option<(u8, usize)> {
+        match b {
+            [kind @ 20..=23, 3, 1..=4, hi, lo, ..] => Some((*kind, usize::from(*hi) << 8 | usize::from(*lo))),
+            _ => None,
+        }
+    };
+    let mut rest = bytes;
+    if let Some((20, len)) = record(rest) {
+        rest = rest.get(5 + len..).unwrap_or_default();
+    }
+    matches!(record(rest), Some((23, ENCRYPTED_ALERT_LEN))) && rest.len() == 5 + ENCRYPTED_ALERT_LEN
+}
+
 /// Parses the first record of a TLS stream.
 pub fn parse_first_record(bytes: &[u8]) -> Result<TlsRecord, ProtoError> {
     if !looks_like_tls(bytes) {
@@ -130,6 +153,26 @@ pub fn parse_first_record(bytes: &[u8]) -> Result<TlsRecord, ProtoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recognises_an_encrypted_client_alert() {
+        // As Go sent it to a server whose CA it did not trust (lab recording).
+        let ccs = [0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
+        let mut alert = ccs.to_vec();
+        alert.extend([0x17, 0x03, 0x03, 0x00, 0x13]);
+        alert.extend([0xaa; 19]);
+        assert!(is_encrypted_alert(&alert));
+        assert!(is_encrypted_alert(&alert[6..]));
+        // Finished (SHA-256: 32 + 4 + 1 + 16 bytes) followed by a request.
+        let mut finished = ccs.to_vec();
+        finished.extend([0x17, 0x03, 0x03, 0x00, 53]);
+        finished.extend([0xbb; 53]);
+        assert!(!is_encrypted_alert(&finished));
+        alert.extend([0x17, 0x03, 0x03, 0x00, 0x20]);
+        assert!(!is_encrypted_alert(&alert), "more follows the short record");
+        assert!(!is_encrypted_alert(&ccs));
+        assert!(!is_encrypted_alert(b""));
+    }
 
     /// A minimal TLS 1.2-style ClientHello with SNI "proxy.lab.test" and ALPN h2.
     fn client_hello() -> Vec<u8> {

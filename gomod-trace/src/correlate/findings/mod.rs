@@ -1,13 +1,17 @@
 //! Findings: what went wrong in a build, in plain words, with the spans that show
 //! it, the time it cost and what to change. One finding per kind and destination;
 //! the cost is the wall time covered by its spans (parallel attempts count once).
+//! This module has the network findings (connects, DNS, TLS); `fetch` has those
+//! that need the build's Go configuration and module fetches.
+mod fetch;
+
 use std::collections::BTreeMap;
 
 use super::state::{BuildState, SpanState};
 use crate::timeline::{Finding, Outcome, Severity, SpanKind, millis};
 
 /// Wall time covered by a set of intervals, in nanoseconds.
-fn covered_ns(mut intervals: Vec<(u64, u64)>) -> u64 {
+pub(super) fn covered_ns(mut intervals: Vec<(u64, u64)>) -> u64 {
     intervals.sort_unstable();
     let mut total = 0;
     let mut current: Option<(u64, u64)> = None;
@@ -24,7 +28,7 @@ fn covered_ns(mut intervals: Vec<(u64, u64)>) -> u64 {
     total + current.map_or(0, |(s, e)| e - s)
 }
 
-fn seconds(ns: u64) -> String {
+pub(super) fn seconds(ns: u64) -> String {
     format!("{:.1} s", ns as f64 / 1e9)
 }
 
@@ -36,7 +40,7 @@ fn address(span: &SpanState) -> String {
     }
 }
 
-fn destination(span: &SpanState) -> String {
+pub(super) fn destination(span: &SpanState) -> String {
     let addr = address(span);
     match &span.host {
         Some(host) => format!("{host} ({addr})"),
@@ -71,6 +75,12 @@ pub fn findings(build: &BuildState, complete: bool) -> Vec<Finding> {
             (SpanKind::Connect, Outcome::Dropped) => "firewall_drop",
             (SpanKind::Connect, Outcome::Refused) => "connect_refused",
             (SpanKind::Connect, Outcome::Unreachable) => "host_unreachable",
+            // SYNs that got no answer at all: dropped on the way.
+            (SpanKind::Connect, Outcome::Timeout)
+                if span.attrs.get("syn_retransmits").and_then(|v| v.as_u64()).unwrap_or(0) > 0 =>
+            {
+                "firewall_drop"
+            }
             (SpanKind::Connect, Outcome::Timeout) => "connect_timeout",
             (SpanKind::Dns, Outcome::Nxdomain | Outcome::Servfail | Outcome::Timeout | Outcome::Error) => {
                 "dns_failure"
@@ -109,6 +119,7 @@ pub fn findings(build: &BuildState, complete: bool) -> Vec<Finding> {
         .map(|((kind, key), group)| describe(build, kind, &key, &group))
         .collect();
     findings.extend(checksum_verification(build));
+    findings.extend(fetch::findings(build));
     if !complete {
         findings.push(Finding {
             kind: "incomplete_trace".into(),
@@ -172,6 +183,13 @@ fn describe(build: &BuildState, kind: &'static str, key: &str, group: &Group) ->
         .filter_map(|s| s.attrs.get("syn_retransmits").and_then(|v| v.as_u64()))
         .sum();
     let (message, remedy) = match kind {
+        "firewall_drop" if !first.attrs.contains_key("drop_reason") => (
+            format!(
+                "{attempts} to connect to {key} got no answer ({retransmits} SYN retransmits, no local drop): a firewall on the way drops the packets (or the host is down); the build waited {}",
+                seconds(cost)
+            ),
+            format!("have TCP from this agent to {key} allowed by the firewalls on the way, or use a proxy that is reachable"),
+        ),
         "firewall_drop" => {
             let reason = first.attrs.get("drop_reason").and_then(|v| v.as_str()).unwrap_or("a drop");
             (
@@ -211,6 +229,7 @@ fn describe(build: &BuildState, kind: &'static str, key: &str, group: &Group) ->
         "tls_handshake_failure" => {
             let alert = first.attrs.get("alert").and_then(|v| v.as_str());
             let how = match alert {
+                Some("encrypted") => "with an encrypted alert from the client (in TLS 1.3: it rejected the server's certificate)".to_string(),
                 Some(a) => format!("with alert {a}"),
                 None => "before the handshake completed".into(),
             };

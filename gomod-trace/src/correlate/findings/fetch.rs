@@ -1,0 +1,691 @@
+//! Findings that need the build's Go configuration and its module fetches
+//! (failure-modes.md rows 4–7, 11–13, 16, and HTTP errors): the checksum database
+//! out of reach, fetches that went to the VCS or to the next proxy, private module
+//! paths sent out, stalled and slow downloads, IPv6 that costs every connect its
+//! fallback delay, HTTP proxies that refuse to tunnel, and HTTP error statuses.
+use std::{collections::BTreeMap, net::IpAddr};
+
+use serde_json::Value;
+
+use super::{covered_ns, destination, seconds};
+use crate::{
+    correlate::state::{BuildState, SpanState},
+    goenv::{self, ProxyEntry, SumDb},
+    timeline::{Finding, Outcome, Role, Severity, SpanKind, millis},
+};
+
+/// A zip that takes this long to arrive is a slow download.
+const SLOW_ZIP_NS: u64 = 2_000_000_000;
+/// Below this rate a host that delivered slow zips is itself slow.
+const SLOW_BYTES_PER_SECOND: f64 = 1024.0 * 1024.0;
+/// A connection that received nothing for this long under an unfinished zip stalled.
+const STALL_NS: u64 = 5_000_000_000;
+/// Go starts the second address family 300 ms after the first; allow for slack.
+const DUAL_STACK_WINDOW_NS: u64 = 1_000_000_000;
+
+pub fn findings(build: &BuildState) -> Vec<Finding> {
+    let fetch = Fetch::new(build);
+    let mut out = Vec::new();
+    out.extend(fetch.sumdb_unreachable());
+    out.extend(fetch.fallback_to_direct());
+    out.extend(fetch.proxy_fallthrough());
+    out.extend(fetch.private_module_leak());
+    out.extend(fetch.stalled_transfers());
+    out.extend(fetch.slow_downloads());
+    out.extend(fetch.dual_stack_delays());
+    out.extend(fetch.http_proxy_failures());
+    out.extend(fetch.http_errors());
+    out
+}
+
+/// A build with what its configuration says, for the rules below.
+struct Fetch<'a> {
+    build: &'a BuildState,
+    failed: bool,
+    /// GOPROXY entries in order.
+    proxies: Vec<ProxyEntry>,
+    /// (name, host) of the checksum database, unless GOSUMDB=off.
+    sumdb: Option<(String, String)>,
+    noproxy: String,
+    nosumdb: String,
+}
+
+fn config<'a>(build: &'a BuildState, name: &str) -> &'a str {
+    build.config.get(name).map(|v| v.value.as_str()).unwrap_or_default()
+}
+
+fn str_attr<'a>(span: &'a SpanState, name: &str) -> Option<&'a str> {
+    span.attrs.get(name).and_then(Value::as_str)
+}
+
+fn num_attr(span: &SpanState, name: &str) -> Option<f64> {
+    span.attrs.get(name).and_then(Value::as_f64)
+}
+
+fn ids(indexes: impl IntoIterator<Item = usize>) -> Vec<u32> {
+    let mut ids: Vec<u32> = indexes.into_iter().map(|i| i as u32 + 1).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+fn interval(span: &SpanState) -> (u64, u64) {
+    (span.start_ns, span.end_ns.unwrap_or(span.start_ns))
+}
+
+/// A short list of names: the first few and how many more.
+fn listing(names: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = names.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > SHOWN {
+        text.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    text
+}
+
+fn is_private(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => a.is_private() || a.is_loopback() || a.is_link_local(),
+        IpAddr::V6(a) => a.is_loopback() || a.is_unique_local() || a.is_unicast_link_local(),
+    }
+}
+
+/// Failures of a connect, lookup or handshake (not a dial the build itself gave up).
+fn failed(span: &SpanState) -> bool {
+    matches!(span.kind, SpanKind::Connect | SpanKind::Dns | SpanKind::Tls)
+        && span.outcome.is_some_and(|o| !matches!(o, Outcome::Ok | Outcome::Aborted))
+        && !span.attrs.contains_key("unfinished")
+}
+
+fn http_status(span: &SpanState) -> Option<u64> {
+    (span.kind == SpanKind::Http).then(|| span.attrs.get("status").and_then(Value::as_u64)).flatten()
+}
+
+fn is_connect_request(span: &SpanState) -> bool {
+    str_attr(span, "method") == Some("CONNECT")
+}
+
+impl<'a> Fetch<'a> {
+    fn new(build: &'a BuildState) -> Fetch<'a> {
+        let private = config(build, "GOPRIVATE");
+        let or_private = |name: &str| {
+            let value = config(build, name);
+            if value.is_empty() { private.to_string() } else { value.to_string() }
+        };
+        let sumdb = match goenv::sumdb(config(build, "GOSUMDB")) {
+            SumDb::Off => None,
+            SumDb::On { name, url } => goenv::url_host(&url).map(|(host, _)| (name, host)),
+        };
+        Fetch {
+            build,
+            failed: build.exit_code.is_some_and(|c| c != 0),
+            proxies: goenv::proxy_list(config(build, "GOPROXY")),
+            sumdb,
+            noproxy: or_private("GONOPROXY"),
+            nosumdb: or_private("GONOSUMDB"),
+        }
+    }
+
+    fn spans(&self) -> impl Iterator<Item = (usize, &'a SpanState)> + 'a {
+        self.build.spans.iter().enumerate()
+    }
+
+    fn host_is(span: &SpanState, host: &str) -> bool {
+        span.host.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(host))
+    }
+
+    fn severity_if_failed(&self) -> Severity {
+        if self.failed { Severity::Error } else { Severity::Warning }
+    }
+
+    /// Module spans fetched directly from a VCS.
+    fn direct_modules(&self) -> Vec<(usize, &'a SpanState)> {
+        self.spans().filter(|(_, s)| s.kind == SpanKind::Module && str_attr(s, "source") == Some("direct")).collect()
+    }
+
+    fn module_name(span: &SpanState) -> String {
+        format!("{}@{}", str_attr(span, "module").unwrap_or("?"), str_attr(span, "version").unwrap_or("?"))
+    }
+
+    /// Processes cmd/go ran for direct fetches (git…), and their connections.
+    fn vcs_spans(&self) -> Vec<usize> {
+        self.spans()
+            .filter(|(_, s)| {
+                s.role == Role::Vcs && matches!(s.kind, SpanKind::Connect | SpanKind::Tls)
+                    || s.kind == SpanKind::Process && str_attr(s, "comm").is_some_and(|c| c == "git" || c == "hg")
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Failure 4: the checksum database could not be reached. cmd/go has no
+    /// fallback for it, so the build fails even when the proxy works.
+    fn sumdb_unreachable(&self) -> Option<Finding> {
+        let (name, host) = self.sumdb.as_ref()?;
+        let reached = self.spans().any(|(_, s)| {
+            Self::host_is(s, host) && s.kind == SpanKind::Connect && s.outcome == Some(Outcome::Ok)
+        });
+        let evidence: Vec<usize> =
+            self.spans().filter(|(_, s)| Self::host_is(s, host) && failed(s)).map(|(i, _)| i).collect();
+        if reached || evidence.is_empty() {
+            return None;
+        }
+        let spans: Vec<&SpanState> = evidence.iter().map(|&i| &self.build.spans[i]).collect();
+        let mut outcomes: Vec<&str> = spans.iter().filter_map(|s| s.outcome.map(Outcome::as_str)).collect();
+        outcomes.sort_unstable();
+        outcomes.dedup();
+        let fetched = self
+            .spans()
+            .filter(|(_, s)| s.kind == SpanKind::Module && s.outcome == Some(Outcome::Ok))
+            .count();
+        let cost = covered_ns(spans.iter().map(|s| interval(s)).collect());
+        let consequence = if self.failed {
+            "cmd/go has no fallback for the checksum database, so the build failed"
+        } else {
+            "cmd/go has no fallback for the checksum database"
+        };
+        Some(Finding {
+            kind: "sumdb_unreachable".into(),
+            severity: self.severity_if_failed(),
+            message: format!(
+                "the checksum database {name} ({}) could not be reached ({}) although {fetched} module(s) were fetched; {consequence}; {} lost",
+                destination(spans[0]),
+                outcomes.join(", "),
+                seconds(cost)
+            ),
+            remedy: format!(
+                "allow {host}:443 from this agent, or use a GOPROXY that serves /sumdb/{name}/; list only private modules in GONOSUMDB/GOPRIVATE"
+            ),
+            cost_ms: millis(cost),
+            spans: ids(evidence),
+        })
+    }
+
+    /// Proxy entries of GOPROXY: (host, whether `|` follows).
+    fn proxy_hosts(&self) -> Vec<(String, bool)> {
+        self.proxies
+            .iter()
+            .filter_map(|e| match e {
+                ProxyEntry::Url { url, any_error } => goenv::url_host(url).map(|(h, _)| (h, *any_error)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// What a proxy answered, as far as the timeline shows: HTTP statuses of
+    /// plaintext requests, else what the separator after it implies.
+    fn proxy_answer(&self, host: &str, any_error: bool) -> (String, Vec<usize>) {
+        let mut statuses: BTreeMap<u64, usize> = BTreeMap::new();
+        let mut evidence = Vec::new();
+        for (i, s) in self.spans() {
+            if Self::host_is(s, host) && let Some(status) = http_status(s).filter(|&st| st >= 400) {
+                *statuses.entry(status).or_default() += 1;
+                evidence.push(i);
+            }
+        }
+        let answer = if statuses.is_empty() {
+            if any_error {
+                "failed (the exact error is inside TLS)".to_string()
+            } else {
+                "answered 404 or 410 (after `,` nothing else moves cmd/go on; TLS hides the status)".to_string()
+            }
+        } else {
+            let list: Vec<String> = statuses.iter().map(|(st, n)| format!("{st} ×{n}")).collect();
+            format!("answered HTTP {}", list.join(", "))
+        };
+        (answer, evidence)
+    }
+
+    /// Failure 5: modules that came from their VCS although GOPROXY lists a proxy
+    /// first, because the proxy did not have them.
+    fn fallback_to_direct(&self) -> Option<Finding> {
+        let direct_index = self.proxies.iter().position(|e| *e == ProxyEntry::Direct)?;
+        let (host, any_error) = self.proxies[..direct_index].iter().rev().find_map(|e| match e {
+            ProxyEntry::Url { url, any_error } => goenv::url_host(url).map(|(h, _)| (h, *any_error)),
+            _ => None,
+        })?;
+        let modules: Vec<(usize, &SpanState)> = self
+            .direct_modules()
+            .into_iter()
+            .filter(|(_, s)| !goenv::match_prefix_patterns(&self.noproxy, str_attr(s, "module").unwrap_or("")))
+            .collect();
+        let vcs = self.vcs_spans();
+        // A direct fetch that failed (or failed verification) writes no module to
+        // the cache: then the VCS commands are the evidence, unless GONOPROXY may
+        // have sent that module direct on purpose.
+        let unrecorded = self.direct_modules().is_empty() && self.noproxy.is_empty() && !vcs.is_empty();
+        if modules.is_empty() && !unrecorded {
+            return None;
+        }
+        let (answer, mut evidence) = self.proxy_answer(&host, any_error);
+        let cost = covered_ns(
+            vcs.iter().map(|&i| interval(&self.build.spans[i])).chain(modules.iter().map(|(_, s)| interval(s))).collect(),
+        );
+        let mut names: Vec<String> = modules
+            .iter()
+            .map(|(_, s)| match str_attr(s, "vcs_url") {
+                Some(url) => format!("{} from {url}", Self::module_name(s)),
+                None => Self::module_name(s),
+            })
+            .collect();
+        if names.is_empty() {
+            names = self.build.vcs_urls().iter().map(|url| format!("the module from {url}")).collect();
+        }
+        evidence.extend(modules.iter().map(|(i, _)| *i));
+        evidence.extend(vcs);
+        Some(Finding {
+            kind: "fallback_to_direct".into(),
+            severity: Severity::Warning,
+            message: format!(
+                "{} module(s) were fetched directly from version control instead of the proxy {host}, which {answer}: {}; the direct fetches took {}",
+                names.len(),
+                listing(&names),
+                seconds(cost)
+            ),
+            remedy: format!(
+                "make the modules available on {host}; if they are private, list them in GOPRIVATE/GONOPROXY so that going direct is intended; drop `,direct` from GOPROXY to make a module missing from the proxy an error"
+            ),
+            cost_ms: millis(cost),
+            spans: ids(evidence),
+        })
+    }
+
+    /// Failure 6: a proxy failed and cmd/go moved on to the next GOPROXY entry.
+    fn proxy_fallthrough(&self) -> Option<Finding> {
+        let hosts = self.proxy_hosts();
+        let first_use = |host: &str| {
+            self.spans()
+                .filter(|(_, s)| Self::host_is(s, host) && matches!(s.kind, SpanKind::Connect | SpanKind::Http))
+                .map(|(_, s)| s.start_ns)
+                .min()
+        };
+        for (i, (from, any_error)) in hosts.iter().enumerate() {
+            let Some(from_start) = first_use(from) else { continue };
+            let Some((to_index, to)) = hosts[i + 1..]
+                .iter()
+                .enumerate()
+                .find(|(_, (h, _))| first_use(h).is_some_and(|t| t >= from_start))
+                .map(|(j, (h, _))| (i + 1 + j, h))
+            else {
+                continue;
+            };
+            let (answer, mut evidence) = self.proxy_answer(from, *any_error);
+            let from_spans: Vec<usize> = self
+                .spans()
+                .filter(|(_, s)| Self::host_is(s, from) && matches!(s.kind, SpanKind::Connect | SpanKind::Tls | SpanKind::Http))
+                .map(|(i, _)| i)
+                .collect();
+            let cost = covered_ns(from_spans.iter().map(|&i| interval(&self.build.spans[i])).collect());
+            evidence.extend(from_spans);
+            evidence.extend(
+                self.spans().filter(|(_, s)| Self::host_is(s, to) && s.kind == SpanKind::Connect).map(|(i, _)| i),
+            );
+            let remedy = if *any_error {
+                format!(
+                    "fix {from}; `|` after it sends every request on to {to} on any error: if private modules must never reach {to}, use `,` (only 404/410 move on) and list them in GOPRIVATE/GONOPROXY"
+                )
+            } else {
+                format!("publish the modules on {from}, and list private modules in GOPRIVATE/GONOPROXY so that their paths are never sent to {to}")
+            };
+            return Some(Finding {
+                kind: "proxy_fallthrough".into(),
+                severity: Severity::Warning,
+                message: format!(
+                    "requests fell through from the proxy {from} (GOPROXY entry {}), which {answer}, to {to} (entry {}): every module path asked of {from} was then sent to {to}",
+                    i + 1,
+                    to_index + 1
+                ),
+                remedy,
+                cost_ms: millis(cost),
+                spans: ids(evidence),
+            });
+        }
+        None
+    }
+
+    /// Failure 7: a module fetched from a private VCS host that GOPRIVATE and
+    /// GONOSUMDB do not cover, so its path went to the checksum database.
+    fn private_module_leak(&self) -> Option<Finding> {
+        let (name, host) = self.sumdb.as_ref()?;
+        let vcs_connects: Vec<(usize, &SpanState)> = self
+            .spans()
+            .filter(|(_, s)| s.kind == SpanKind::Connect && s.role == Role::Vcs && s.addr.is_some_and(is_private))
+            .collect();
+        let (_, vcs) = *vcs_connects.first()?;
+        let direct = self.direct_modules();
+        let exposed: Vec<(usize, &SpanState)> = direct
+            .iter()
+            .filter(|(_, s)| !goenv::match_prefix_patterns(&self.nosumdb, str_attr(s, "module").unwrap_or("")))
+            .copied()
+            .collect();
+        if !direct.is_empty() && exposed.is_empty() {
+            return None;
+        }
+        // The database was asked once the private fetch had begun.
+        let asked: Vec<usize> = self
+            .spans()
+            .filter(|(_, s)| {
+                Self::host_is(s, host)
+                    && matches!(s.kind, SpanKind::Connect | SpanKind::Dns | SpanKind::Tls)
+                    && s.start_ns >= vcs.start_ns
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let looked_up = exposed.iter().any(|(_, s)| s.attrs.contains_key("sumdb_lookup"));
+        if asked.is_empty() && !looked_up {
+            return None;
+        }
+        // cmd/go checks a module's go.mod with the database before it writes it to
+        // the module cache: a module that fails the check leaves no module span,
+        // only its repository in the VCS command lines.
+        let what = if exposed.is_empty() {
+            format!("the module from {}", listing(&self.build.vcs_urls()))
+        } else {
+            listing(&exposed.iter().map(|(_, s)| Self::module_name(s)).collect::<Vec<_>>())
+        };
+        // The module path's host: from the module, else the host cmd/go asked for
+        // the import path (`?go-get=1`) just before it ran the VCS.
+        let prefix = exposed
+            .first()
+            .and_then(|(_, s)| str_attr(s, "module"))
+            .and_then(|m| m.split('/').next())
+            .map(str::to_string)
+            .or_else(|| {
+                let first_vcs = self.vcs_spans().iter().map(|&i| self.build.spans[i].start_ns).min()?;
+                self.spans()
+                    .filter(|(_, s)| {
+                        s.kind == SpanKind::Tls && s.role == Role::Other && s.start_ns <= first_vcs
+                    })
+                    .max_by_key(|(_, s)| s.start_ns)
+                    .and_then(|(_, s)| s.host.clone())
+            })
+            .unwrap_or_else(|| "<module path prefix>".into());
+        let outcome = if self.failed {
+            "; the database does not know private modules, so verification failed and so did the build"
+        } else {
+            ""
+        };
+        let mut evidence: Vec<usize> = exposed.iter().map(|(i, _)| *i).collect();
+        evidence.extend(vcs_connects.iter().map(|(i, _)| *i));
+        evidence.extend(asked);
+        Some(Finding {
+            kind: "private_module_leak".into(),
+            severity: self.severity_if_failed(),
+            message: format!(
+                "{what} came from a private host ({}) but GOPRIVATE/GONOSUMDB do not cover it, so cmd/go asked the checksum database {name} about it: the private module path left the network{outcome}",
+                destination(vcs)
+            ),
+            remedy: format!(
+                "add the private modules to GOPRIVATE (for example GOPRIVATE={prefix}); it implies GONOPROXY and GONOSUMDB"
+            ),
+            cost_ms: 0.0,
+            spans: ids(evidence),
+        })
+    }
+
+    /// Failure 11: a module's zip stopped arriving and never finished; cmd/go has no
+    /// response timeout, so the build hangs until something kills it.
+    fn stalled_transfers(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        for (index, module) in self.spans().filter(|(_, s)| s.kind == SpanKind::Module) {
+            if str_attr(module, "incomplete_part") != Some("zip") {
+                continue;
+            }
+            let (start, end) = interval(module);
+            let stalled = self
+                .spans()
+                .filter(|(_, s)| {
+                    s.kind == SpanKind::Transfer
+                        && matches!(s.role, Role::Proxy | Role::Vcs)
+                        && s.start_ns <= end
+                        && s.end_ns.is_none_or(|e| e >= start)
+                })
+                .filter_map(|(i, s)| {
+                    // The longest silence of the connection, if it overlaps the zip.
+                    let silence_ms = num_attr(s, "longest_silence_ms")?;
+                    let from = s.start_ns + (num_attr(s, "longest_silence_after_ms")? * 1e6) as u64;
+                    let overlaps = from <= end && from + (silence_ms * 1e6) as u64 >= start;
+                    (overlaps && silence_ms * 1e6 >= STALL_NS as f64).then_some((i, s, silence_ms))
+                })
+                .max_by(|a, b| a.2.total_cmp(&b.2));
+            let Some((transfer_index, transfer, idle_ms)) = stalled else { continue };
+            let received = transfer.attrs.get("bytes_received").and_then(Value::as_u64).unwrap_or(0);
+            let ending = if self.failed { "until it was stopped" } else { "until the connection closed" };
+            out.push(Finding {
+                kind: "stalled_transfer".into(),
+                severity: Severity::Error,
+                message: format!(
+                    "the download of {} from {} stalled: nothing arrived for {:.1} s after {received} bytes, and cmd/go (which has no response timeout) waited {ending}",
+                    Self::module_name(module),
+                    destination(transfer),
+                    idle_ms / 1000.0
+                ),
+                remedy: format!(
+                    "check {}: a proxy that stops sending mid-body, or a middlebox that silently drops the connection; bound the CI step with a timeout and retry",
+                    transfer.host.as_deref().unwrap_or("the server")
+                ),
+                cost_ms: idle_ms,
+                spans: ids([index, transfer_index]),
+            });
+        }
+        out
+    }
+
+    /// Failure 12: module zips that took long to arrive, with the rate their host
+    /// delivered at.
+    fn slow_downloads(&self) -> Vec<Finding> {
+        /// Module spans and their zips' (start, end).
+        type SlowZips = (Vec<usize>, Vec<(u64, u64)>);
+        let mut by_host: BTreeMap<String, SlowZips> = BTreeMap::new();
+        for (&module, &(started, done)) in &self.build.zip_phase {
+            let Some(done) = done.filter(|d| d - started >= SLOW_ZIP_NS) else { continue };
+            // The connection that received the most while the zip arrived.
+            let host = self
+                .spans()
+                .filter(|(_, s)| {
+                    s.kind == SpanKind::Transfer
+                        && matches!(s.role, Role::Proxy | Role::Vcs)
+                        && s.start_ns <= done
+                        && s.end_ns.is_none_or(|e| e >= started)
+                })
+                .max_by_key(|(_, s)| s.attrs.get("bytes_received").and_then(Value::as_u64).unwrap_or(0))
+                .map(|(_, s)| s.host.clone().unwrap_or_else(|| destination(s)));
+            let entry = by_host.entry(host.unwrap_or_else(|| "an unknown host".into())).or_default();
+            entry.0.push(module);
+            entry.1.push((started, done));
+        }
+        by_host
+            .into_iter()
+            .map(|(host, (mut modules, zips))| {
+                modules.sort_unstable();
+                let (bytes, busy_ms) = self
+                    .spans()
+                    .filter(|(_, s)| s.kind == SpanKind::Transfer && Self::host_is(s, &host))
+                    .fold((0u64, 0f64), |(b, t), (_, s)| {
+                        (
+                            b + s.attrs.get("bytes_received").and_then(Value::as_u64).unwrap_or(0),
+                            t + num_attr(s, "receiving_ms").unwrap_or(0.0),
+                        )
+                    });
+                let rate = if busy_ms > 0.0 { bytes as f64 / (busy_ms / 1000.0) } else { f64::INFINITY };
+                let names: Vec<String> = modules
+                    .iter()
+                    .map(|&m| {
+                        let s = &self.build.spans[m];
+                        format!("{} ({:.1} s)", Self::module_name(s), num_attr(s, "zip_ms").unwrap_or(0.0) / 1000.0)
+                    })
+                    .collect();
+                let slow_host = rate < SLOW_BYTES_PER_SECOND;
+                let rate_text = if rate.is_finite() {
+                    format!("; {host} delivered {} KiB at {:.0} KiB/s", bytes / 1024, rate / 1024.0)
+                } else {
+                    String::new()
+                };
+                let cost = covered_ns(zips);
+                Finding {
+                    kind: "slow_download".into(),
+                    severity: if slow_host { Severity::Warning } else { Severity::Info },
+                    message: format!(
+                        "{} module zip(s) took {} s or more to arrive: {}{rate_text}",
+                        modules.len(),
+                        SLOW_ZIP_NS / 1_000_000_000,
+                        listing(&names)
+                    ),
+                    remedy: if slow_host {
+                        format!("{host} or the link to it is slow: use a closer proxy or mirror, or keep GOMODCACHE between builds")
+                    } else {
+                        "these modules are large: keep GOMODCACHE between builds so they are fetched once".into()
+                    },
+                    cost_ms: millis(cost),
+                    spans: ids(modules),
+                }
+            })
+            .collect()
+    }
+
+    /// Failure 13: IPv6 connects that never answer, each costing the wait before
+    /// Go's dialer tries IPv4.
+    fn dual_stack_delays(&self) -> Vec<Finding> {
+        let mut by_host: BTreeMap<String, Vec<(usize, usize)>> = BTreeMap::new();
+        for (v6_index, v6) in self.spans() {
+            if v6.kind != SpanKind::Connect
+                || !v6.addr.is_some_and(|a| a.is_ipv6())
+                || v6.outcome == Some(Outcome::Ok)
+            {
+                continue;
+            }
+            let fallback = self.spans().find(|(_, v4)| {
+                v4.kind == SpanKind::Connect
+                    && v4.pid == v6.pid
+                    && v4.addr.is_some_and(|a| a.is_ipv4())
+                    && v4.outcome == Some(Outcome::Ok)
+                    && v4.host.is_some()
+                    && v4.host == v6.host
+                    && v4.start_ns >= v6.start_ns
+                    && v4.start_ns <= v6.end_ns.unwrap_or(v6.start_ns) + DUAL_STACK_WINDOW_NS
+            });
+            if let Some((v4_index, _)) = fallback {
+                by_host.entry(v6.host.clone().unwrap_or_default()).or_default().push((v6_index, v4_index));
+            }
+        }
+        by_host
+            .into_iter()
+            .map(|(host, pairs)| {
+                let spans = &self.build.spans;
+                let cost = covered_ns(pairs.iter().map(|&(a, b)| (spans[a].start_ns, spans[b].start_ns)).collect());
+                let waits: Vec<u64> = pairs.iter().map(|&(a, b)| spans[b].start_ns - spans[a].start_ns).collect();
+                let average_ms = waits.iter().sum::<u64>() as f64 / waits.len() as f64 / 1e6;
+                let v6 = &spans[pairs[0].0];
+                Finding {
+                    kind: "dual_stack_delay".into(),
+                    severity: Severity::Warning,
+                    message: format!(
+                        "{} connect(s) to {host} tried IPv6 first ({}, {}) and went to IPv4 after {average_ms:.0} ms on average; {} lost",
+                        pairs.len(),
+                        destination(v6),
+                        v6.outcome.map_or("no answer", |o| if o == Outcome::Aborted { "no answer" } else { o.as_str() }),
+                        seconds(cost)
+                    ),
+                    remedy: format!(
+                        "fix IPv6 from this agent to {host} (routes, firewall), or disable IPv6 on the agent if it has none; a host that does not serve IPv6 should not publish AAAA"
+                    ),
+                    cost_ms: millis(cost),
+                    spans: ids(pairs.iter().flat_map(|&(a, b)| [a, b])),
+                }
+            })
+            .collect()
+    }
+
+    /// Failure 16: the HTTPS_PROXY in the way: it refused the tunnel, or could not
+    /// be reached.
+    fn http_proxy_failures(&self) -> Vec<Finding> {
+        let mut by_proxy: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, s) in self.spans() {
+            let refused = is_connect_request(s) && http_status(s).is_some_and(|st| st >= 300);
+            let unreachable = s.role == Role::HttpsProxy && s.kind == SpanKind::Connect && failed(s);
+            if refused || unreachable {
+                by_proxy.entry(destination(s)).or_default().push(i);
+            }
+        }
+        by_proxy
+            .into_iter()
+            .map(|(proxy, evidence)| {
+                let spans: Vec<&SpanState> = evidence.iter().map(|&i| &self.build.spans[i]).collect();
+                let status = spans.iter().find_map(|s| http_status(s));
+                let target = spans.iter().find_map(|s| str_attr(s, "target")).unwrap_or("its target");
+                let (what, remedy) = match status {
+                    Some(407) => (
+                        format!("refused to tunnel to {target}: 407 Proxy Authentication Required (the credentials in HTTPS_PROXY are missing or wrong; they are not shown)"),
+                        "check the user and password in HTTPS_PROXY/HTTP_PROXY for this agent".to_string(),
+                    ),
+                    Some(403) => (
+                        format!("refused to tunnel to {target}: 403 Forbidden"),
+                        format!("have {target} allowed by the proxy's rules, or add the host to NO_PROXY if it is reachable directly"),
+                    ),
+                    Some(other) => (
+                        format!("answered {other} to CONNECT {target}"),
+                        "check the HTTP proxy's logs for this agent's requests".to_string(),
+                    ),
+                    None => (
+                        format!("could not be reached ({})", spans[0].outcome.map_or("error", Outcome::as_str)),
+                        "check HTTPS_PROXY: the proxy's address and port, and that it runs".to_string(),
+                    ),
+                };
+                let recovered = self.spans().any(|(_, s)| is_connect_request(s) && http_status(s) == Some(200));
+                Finding {
+                    kind: "http_proxy_failure".into(),
+                    severity: if recovered { Severity::Warning } else { Severity::Error },
+                    message: format!("the HTTP proxy {proxy} {what}; {} attempt(s)", spans.len()),
+                    remedy,
+                    cost_ms: millis(covered_ns(spans.iter().map(|s| interval(s)).collect())),
+                    spans: ids(evidence),
+                }
+            })
+            .collect()
+    }
+
+    /// HTTP error statuses from servers (plaintext HTTP; inside TLS they are not
+    /// visible), one finding per host and status.
+    fn http_errors(&self) -> Vec<Finding> {
+        let mut groups: BTreeMap<(String, u64), Vec<usize>> = BTreeMap::new();
+        for (i, s) in self.spans() {
+            if let Some(status) = http_status(s).filter(|&st| st >= 400)
+                && !is_connect_request(s)
+            {
+                groups.entry((s.host.clone().unwrap_or_else(|| destination(s)), status)).or_default().push(i);
+            }
+        }
+        groups
+            .into_iter()
+            .map(|((host, status), evidence)| {
+                let first = &self.build.spans[evidence[0]];
+                let request = format!(
+                    "{} {}",
+                    str_attr(first, "method").unwrap_or("GET"),
+                    str_attr(first, "target").unwrap_or("/")
+                );
+                let severity = if self.failed {
+                    Severity::Error
+                } else if matches!(status, 404 | 410) {
+                    Severity::Info
+                } else {
+                    Severity::Warning
+                };
+                let remedy = match status {
+                    401 | 403 => format!("check the credentials this agent uses for {host} (GOPROXY userinfo or .netrc; never shown here) and the access rules on {host}"),
+                    404 | 410 => format!("{host} does not have it: check the module path and version, or whether the module is private (GOPRIVATE)"),
+                    500.. => format!("{host} has a server-side problem: check its health and its upstream"),
+                    _ => format!("check what {host} expects of this request"),
+                };
+                Finding {
+                    kind: "http_error".into(),
+                    severity,
+                    message: format!("{host} answered HTTP {status} to {} request(s), for example {request}", evidence.len()),
+                    remedy,
+                    cost_ms: millis(covered_ns(evidence.iter().map(|&i| interval(&self.build.spans[i])).collect())),
+                    spans: ids(evidence),
+                }
+            })
+            .collect()
+    }
+}
