@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use gomod_trace_lab::{
-    GO_TOOLCHAINS, Lab, MODULES, PROXY_NAME, lab_available, only_build, serious_findings, spans,
+    DUAL_STACK_NAME, GO_TOOLCHAINS, Lab, MODULES, PRIVATE_MODULE, PROXY_AUTH, PROXY_NAME, SERVFAIL_NAME,
+    SILENT_NAME, SUMDB_NAME, TracedRun, lab_available, only_build, serious_findings, spans,
 };
 use serde_json::Value;
 
@@ -21,11 +22,68 @@ fn with_each_go(test: &str, mut scenario: impl FnMut(&mut Lab, &str)) {
         lab.use_go(dir);
         eprintln!("{test} with Go {go}");
         scenario(&mut lab, go);
+        lab.clear_firewalls();
     }
 }
 
 fn outcome(span: &Value) -> &str {
     span["outcome"].as_str().unwrap_or("")
+}
+
+/// The finding of `kind` in the run's build; fails with the waterfall if absent.
+fn finding<'a>(run: &'a TracedRun, kind: &str) -> &'a Value {
+    let build = only_build(&run.timeline);
+    build["findings"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["kind"] == kind))
+        .unwrap_or_else(|| panic!("no {kind} finding:\n{}", run.waterfall()))
+}
+
+/// Kinds of the error and warning findings of the run's build, sorted.
+fn serious_kinds(run: &TracedRun) -> Vec<String> {
+    let build = only_build(&run.timeline);
+    let mut kinds: Vec<String> = build["findings"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .filter(|f| f["severity"] == "error" || f["severity"] == "warning")
+                .map(|f| f["kind"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    kinds.sort();
+    kinds.dedup();
+    kinds
+}
+
+/// Connect spans to `host`, which must exist and all have `role`.
+fn connects_to<'a>(run: &'a TracedRun, host: &str, role: &str) -> Vec<&'a Value> {
+    let build = only_build(&run.timeline);
+    let connects: Vec<&Value> = spans(build, "connect").into_iter().filter(|c| c["host"] == host).collect();
+    assert!(!connects.is_empty(), "no connect to {host}:\n{}", run.waterfall());
+    for c in &connects {
+        assert_eq!(c["role"], role, "role of {host}: {c:#}");
+    }
+    connects
+}
+
+/// Nothing of the secret, as given or base64-encoded (as in Proxy-Authorization),
+/// in any output of the run.
+fn assert_secret_absent(run: &TracedRun, secret: &str, encoded: &str) {
+    let recording = std::fs::read_to_string(&run.events).expect("recording");
+    for (what, text) in [
+        ("timeline JSON", String::from_utf8_lossy(&run.json).into_owned()),
+        ("recording", recording),
+        ("text waterfall", run.waterfall()),
+        ("stderr", run.stderr.clone()),
+    ] {
+        assert!(!text.contains(secret), "the secret appears in the {what}");
+        assert!(!text.contains(encoded), "the encoded secret appears in the {what}");
+    }
+}
+
+fn nft_table(chain: &str, hook: &str, rule: &str) -> String {
+    format!("table inet gomod_trace_lab {{\n chain {chain} {{\n  type filter hook {hook} priority 0;\n  {rule}\n }}\n}}\n")
 }
 
 #[test]
@@ -69,7 +127,7 @@ fn clean_download_through_the_tls_proxy() {
         assert_eq!(lookup["role"], "dns");
         assert_eq!(
             lookup["attrs"]["answers"],
-            serde_json::json!([lab.server_ip.to_string()])
+            serde_json::json!([lab.ip_of(PROXY_NAME).to_string()])
         );
 
         let connects = spans(build, "connect");
@@ -78,7 +136,7 @@ fn clean_download_through_the_tls_proxy() {
         for c in &to_proxy {
             assert_eq!(outcome(c), "ok");
             assert_eq!(c["role"], "proxy");
-            assert_eq!(c["addr"], lab.server_ip.to_string());
+            assert_eq!(c["addr"], lab.ip_of(PROXY_NAME).to_string());
             assert_eq!(c["host"], PROXY_NAME, "connect named from the DNS answer");
         }
         let tls = spans(build, "tls");
@@ -253,7 +311,7 @@ fn firewall_drops_packets_to_the_proxy() {
         lab.require_modules(1);
         lab.client_firewall(&format!(
             "table inet gomod_trace_lab {{\n chain out {{\n  type filter hook output priority 0;\n  ip daddr {} tcp dport 443 drop\n }}\n}}\n",
-            lab.server_ip
+            lab.ip_of(PROXY_NAME)
         ));
         let run = lab.traced_download(&format!("https://{PROXY_NAME}"), Duration::from_secs(150));
         assert!(!run.status.success());
@@ -360,3 +418,317 @@ fn checksum_verification_turned_off_is_a_warning() {
         },
     );
 }
+
+
+#[test]
+fn checksum_database_reached_directly_and_through_the_proxy() {
+    with_each_go("checksum_database_reached_directly_and_through_the_proxy", |lab, _go| {
+        lab.require_modules(2);
+        let sumdb = lab.gosumdb();
+        // Directly: proxy.lab.test answers 404 to /sumdb/<name>/supported.
+        let run = lab.traced_download_env(&[("GOSUMDB", &sumdb), ("GONOSUMDB", "")], Duration::from_secs(120));
+        assert!(run.status.success(), "{}", run.stderr);
+        connects_to(&run, SUMDB_NAME, "sumdb");
+        connects_to(&run, PROXY_NAME, "proxy");
+        let build = only_build(&run.timeline);
+        for m in spans(build, "module") {
+            assert_eq!(m["attrs"]["sumdb_lookup"], SUMDB_NAME, "{m:#}");
+        }
+        assert_eq!(serious_kinds(&run), Vec::<String>::new(), "{}", run.waterfall());
+
+        // Through a proxy that serves /sumdb/<name>/: no connection to the database.
+        let run = lab.traced_download_env(
+            &[("GOPROXY", "https://mirror.lab.test"), ("GOSUMDB", &sumdb), ("GONOSUMDB", "")],
+            Duration::from_secs(120),
+        );
+        assert!(run.status.success(), "{}", run.stderr);
+        let build = only_build(&run.timeline);
+        assert!(spans(build, "connect").iter().all(|c| c["host"] != SUMDB_NAME), "{}", run.waterfall());
+        for m in spans(build, "module") {
+            assert_eq!(m["attrs"]["sumdb_lookup"], SUMDB_NAME, "{m:#}");
+        }
+        assert_eq!(serious_kinds(&run), Vec::<String>::new(), "{}", run.waterfall());
+    });
+}
+
+#[test]
+fn checksum_database_dropped_by_a_remote_firewall() {
+    with_each_go("checksum_database_dropped_by_a_remote_firewall", |lab, _go| {
+        lab.require_modules(1);
+        // The far side drops packets to the database; the proxy stays reachable.
+        lab.server_firewall(&nft_table("in", "input", &format!("ip daddr {} tcp dport 443 drop", lab.ip_of(SUMDB_NAME))));
+        let sumdb = lab.gosumdb();
+        let run = lab.traced_download_env(&[("GOSUMDB", &sumdb), ("GONOSUMDB", "")], Duration::from_secs(150));
+        assert!(!run.status.success());
+        assert!(run.stderr.contains("verifying"), "{}", run.stderr);
+        connects_to(&run, PROXY_NAME, "proxy");
+        for c in connects_to(&run, SUMDB_NAME, "sumdb") {
+            assert_eq!(outcome(c), "timeout", "{c:#}");
+            assert!(c["attrs"].get("drop_reason").is_none(), "no local drop: {c:#}");
+        }
+        let f = finding(&run, "sumdb_unreachable");
+        assert_eq!(f["severity"], "error");
+        assert!(f["message"].as_str().unwrap().contains(SUMDB_NAME), "{f:#}");
+        assert!(f["cost_ms"].as_f64().unwrap() >= 25_000.0, "{f:#}");
+        let f = finding(&run, "firewall_drop");
+        assert!(f["message"].as_str().unwrap().contains("no local drop"), "remote, said so: {f:#}");
+        assert_eq!(serious_kinds(&run), ["firewall_drop", "sumdb_unreachable"]);
+    });
+}
+
+#[test]
+fn proxy_answers_404_and_go_falls_back_to_git() {
+    with_each_go("proxy_answers_404_and_go_falls_back_to_git", |lab, _go| {
+        lab.require_modules(2);
+        // Plain HTTP, as many internal proxies are: the 404s are visible.
+        let run = lab.traced_download_env(&[("GOPROXY", "http://s404.lab.test,direct")], Duration::from_secs(120));
+        assert!(run.status.success(), "{}", run.stderr);
+        connects_to(&run, "s404.lab.test", "proxy");
+        connects_to(&run, "git.lab.test", "vcs");
+        let build = only_build(&run.timeline);
+        for m in spans(build, "module") {
+            assert_eq!((m["attrs"]["source"].as_str(), m["role"].as_str()), (Some("direct"), Some("vcs")), "{m:#}");
+            let module = m["attrs"]["module"].as_str().unwrap();
+            let name = module.rsplit('/').next().unwrap();
+            assert_eq!(m["attrs"]["vcs_url"], format!("https://git.lab.test/{name}.git"), "{m:#}");
+        }
+        let f = finding(&run, "fallback_to_direct");
+        let message = f["message"].as_str().unwrap();
+        assert!(message.contains("2 module(s)") && message.contains("HTTP 404"), "{f:#}");
+        assert!(f["cost_ms"].as_f64().unwrap() > 0.0, "{f:#}");
+        assert_eq!(finding(&run, "http_error")["severity"], "info");
+        assert_eq!(serious_kinds(&run), ["fallback_to_direct"]);
+    });
+}
+
+#[test]
+fn failing_private_proxy_falls_through_to_the_next() {
+    with_each_go("failing_private_proxy_falls_through_to_the_next", |lab, _go| {
+        lab.require_modules(2);
+        // Over TLS: the 503 is hidden, the fall-through is not.
+        let run = lab.traced_download_env(
+            &[("GOPROXY", &format!("https://s503.lab.test|https://{PROXY_NAME}"))],
+            Duration::from_secs(120),
+        );
+        assert!(run.status.success(), "{}", run.stderr);
+        connects_to(&run, "s503.lab.test", "proxy");
+        connects_to(&run, PROXY_NAME, "proxy");
+        let f = finding(&run, "proxy_fallthrough");
+        let message = f["message"].as_str().unwrap();
+        assert!(message.contains("from the proxy s503.lab.test") && message.contains(&format!("to {PROXY_NAME}")), "{f:#}");
+        assert_eq!(serious_kinds(&run), ["proxy_fallthrough"]);
+
+        // Plain HTTP: the proxy's 401 is visible, and it falls through.
+        let run = lab.traced_download_env(
+            &[("GOPROXY", &format!("http://s401.lab.test|https://{PROXY_NAME}"))],
+            Duration::from_secs(120),
+        );
+        assert!(run.status.success(), "{}", run.stderr);
+        let f = finding(&run, "http_error");
+        assert!(f["message"].as_str().unwrap().contains("HTTP 401"), "{f:#}");
+        assert!(finding(&run, "proxy_fallthrough")["message"].as_str().unwrap().contains("401"));
+        assert_eq!(serious_kinds(&run), ["http_error", "proxy_fallthrough"]);
+
+        // Credentials the private proxy rejects (403 inside TLS) stay secret.
+        let secret = "t0kenForPrivateProxy";
+        let run = lab.traced_download_env(
+            &[("GOPROXY", &format!("https://ci:{secret}@s403.lab.test|https://{PROXY_NAME}"))],
+            Duration::from_secs(120),
+        );
+        assert!(run.status.success(), "{}", run.stderr);
+        assert_eq!(serious_kinds(&run), ["proxy_fallthrough"]);
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("ci:{secret}"));
+        assert_secret_absent(&run, secret, &encoded);
+    });
+}
+
+#[test]
+fn private_module_not_in_goprivate_goes_to_the_checksum_database() {
+    with_each_go("private_module_not_in_goprivate_goes_to_the_checksum_database", |lab, _go| {
+        lab.require(&[PRIVATE_MODULE]);
+        let sumdb = lab.gosumdb();
+        let base = [("GOSUMDB", sumdb.as_str()), ("GONOSUMDB", ""), ("GOPROXY", "https://proxy.lab.test,direct")];
+        let run = lab.traced_download_env(&base, Duration::from_secs(120));
+        assert!(!run.status.success(), "the database does not know the private module");
+        assert!(run.stderr.contains("verifying"), "{}", run.stderr);
+        connects_to(&run, "git.lab.test", "vcs");
+        connects_to(&run, SUMDB_NAME, "sumdb");
+        let f = finding(&run, "private_module_leak");
+        assert_eq!(f["severity"], "error");
+        assert!(f["message"].as_str().unwrap().contains("git.lab.test"), "{f:#}");
+        assert!(f["remedy"].as_str().unwrap().contains("GOPRIVATE=lab.test"), "{f:#}");
+        assert_eq!(serious_kinds(&run), ["fallback_to_direct", "private_module_leak"]);
+
+        // Listed in GOPRIVATE: direct by design, nothing asked of the database.
+        let mut fixed = base.to_vec();
+        fixed.push(("GOPRIVATE", PRIVATE_MODULE));
+        let run = lab.traced_download_env(&fixed, Duration::from_secs(120));
+        assert!(run.status.success(), "{}", run.stderr);
+        let build = only_build(&run.timeline);
+        assert!(spans(build, "connect").iter().all(|c| c["host"] != SUMDB_NAME), "{}", run.waterfall());
+        assert_eq!(serious_kinds(&run), Vec::<String>::new(), "{}", run.waterfall());
+    });
+}
+
+#[test]
+fn remote_firewall_rejects_with_host_unreachable() {
+    with_each_go("remote_firewall_rejects_with_host_unreachable", |lab, _go| {
+        lab.require_modules(1);
+        let rule = format!("ip daddr {} tcp dport 443 reject with icmpx host-unreachable", lab.ip_of(PROXY_NAME));
+        lab.server_firewall(&nft_table("in", "input", &rule));
+        let run = lab.traced_download(&format!("https://{PROXY_NAME}"), Duration::from_secs(120));
+        assert!(!run.status.success());
+        for c in connects_to(&run, PROXY_NAME, "proxy") {
+            assert_eq!((outcome(c), c["attrs"]["error"].as_str()), ("unreachable", Some("EHOSTUNREACH")), "{c:#}");
+        }
+        assert_eq!(serious_kinds(&run), ["host_unreachable"]);
+    });
+}
+
+#[test]
+fn dns_servfail_and_no_answer() {
+    with_each_go("dns_servfail_and_no_answer", |lab, _go| {
+        lab.require_modules(1);
+        let run = lab.traced_download(&format!("https://{SERVFAIL_NAME}"), Duration::from_secs(120));
+        assert!(!run.status.success());
+        let build = only_build(&run.timeline);
+        let lookups: Vec<_> = spans(build, "dns").into_iter().filter(|s| s["host"] == SERVFAIL_NAME).collect();
+        assert!(!lookups.is_empty() && lookups.iter().all(|s| outcome(s) == "servfail"), "{}", run.waterfall());
+        assert!(finding(&run, "dns_failure")["message"].as_str().unwrap().contains("servfail"));
+        assert_eq!(serious_kinds(&run), ["dns_failure"]);
+
+        let run = lab.traced_download(&format!("https://{SILENT_NAME}"), Duration::from_secs(120));
+        assert!(!run.status.success());
+        let build = only_build(&run.timeline);
+        let lookups: Vec<_> = spans(build, "dns").into_iter().filter(|s| s["host"] == SILENT_NAME).collect();
+        assert!(!lookups.is_empty() && lookups.iter().all(|s| outcome(s) == "timeout"), "{}", run.waterfall());
+        let f = finding(&run, "dns_failure");
+        assert!(f["cost_ms"].as_f64().unwrap() >= 9_000.0, "Go waits 2 × 5 s: {f:#}");
+        assert_eq!(serious_kinds(&run), ["dns_failure"]);
+    });
+}
+
+#[test]
+fn certificate_from_an_untrusted_ca() {
+    with_each_go("certificate_from_an_untrusted_ca", |lab, _go| {
+        lab.require_modules(1);
+        let run = lab.traced_download("https://untrusted.lab.test", Duration::from_secs(120));
+        assert!(!run.status.success());
+        assert!(run.stderr.contains("x509"), "{}", run.stderr);
+        let build = only_build(&run.timeline);
+        let tls = spans(build, "tls");
+        assert!(!tls.is_empty(), "{}", run.waterfall());
+        for t in &tls {
+            assert_eq!((outcome(t), t["attrs"]["alert_from"].as_str()), ("alert", Some("client")), "{t:#}");
+            assert_eq!(t["host"], "untrusted.lab.test");
+        }
+        assert_eq!(serious_kinds(&run), ["tls_handshake_failure"]);
+    });
+}
+
+#[test]
+fn tls_handshake_that_never_answers() {
+    with_each_go("tls_handshake_that_never_answers", |lab, _go| {
+        lab.require_modules(1);
+        let run = lab.traced_download("https://tarpit.lab.test", Duration::from_secs(120));
+        assert!(!run.status.success());
+        let f = finding(&run, "tls_timeout");
+        let cost = f["cost_ms"].as_f64().unwrap();
+        assert!((9_500.0..12_000.0).contains(&cost), "Go's 10 s handshake timeout: {f:#}");
+        assert_eq!(serious_kinds(&run), ["tls_timeout"]);
+    });
+}
+
+#[test]
+fn proxy_stalls_mid_download() {
+    with_each_go("proxy_stalls_mid_download", |lab, _go| {
+        lab.require_modules(1);
+        // cmd/go would wait forever; the CI step's timeout ends it after 9 s.
+        let run = lab.traced(
+            &["timeout", "-k", "2", "9", "go", "mod", "download"],
+            &[("GOPROXY", "https://stall.lab.test")],
+            Duration::from_secs(60),
+        );
+        assert_eq!(run.status.code(), Some(124), "the step timed out: {}", run.stderr);
+        let build = only_build(&run.timeline);
+        let module = &spans(build, "module")[0];
+        assert_eq!((outcome(module), module["attrs"]["incomplete_part"].as_str()), ("aborted", Some("zip")), "{module:#}");
+        let f = finding(&run, "stalled_transfer");
+        let message = f["message"].as_str().unwrap();
+        assert!(message.contains("lab.test/mod01@v1.0.0") && message.contains("stall.lab.test"), "{f:#}");
+        assert!(f["cost_ms"].as_f64().unwrap() >= 7_000.0, "{f:#}");
+        assert_eq!(serious_kinds(&run), ["stalled_transfer"]);
+    });
+}
+
+#[test]
+fn slow_proxy() {
+    with_each_go("slow_proxy", |lab, _go| {
+        lab.require_modules(2);
+        let run = lab.traced_download("https://slow.lab.test", Duration::from_secs(120));
+        assert!(run.status.success(), "{}", run.stderr);
+        let f = finding(&run, "slow_download");
+        assert_eq!(f["severity"], "warning");
+        let message = f["message"].as_str().unwrap();
+        assert!(message.contains("2 module zip(s)") && message.contains("slow.lab.test delivered"), "{f:#}");
+        assert_eq!(serious_kinds(&run), ["slow_download"]);
+    });
+}
+
+#[test]
+fn aaaa_answer_without_ipv6_connectivity() {
+    with_each_go("aaaa_answer_without_ipv6_connectivity", |lab, _go| {
+        lab.require_modules(2);
+        let run = lab.traced_download(&format!("https://{DUAL_STACK_NAME}"), Duration::from_secs(120));
+        assert!(run.status.success(), "{}", run.stderr);
+        let build = only_build(&run.timeline);
+        let v6: Vec<_> = spans(build, "connect").into_iter().filter(|c| c["addr"] == lab.unanswered_ipv6()).collect();
+        assert!(!v6.is_empty(), "{}", run.waterfall());
+        let f = finding(&run, "dual_stack_delay");
+        let cost = f["cost_ms"].as_f64().unwrap();
+        assert!((250.0..2_000.0).contains(&cost), "about Go's 300 ms fallback delay: {f:#}");
+        assert_eq!(serious_kinds(&run), ["dual_stack_delay"]);
+    });
+}
+
+#[test]
+fn https_proxy_tunnels_and_refuses_wrong_credentials() {
+    with_each_go("https_proxy_tunnels_and_refuses_wrong_credentials", |lab, _go| {
+        lab.require_modules(2);
+        let (user, password) = PROXY_AUTH;
+        let run = lab.traced_download_env(
+            &[("HTTPS_PROXY", &format!("http://{user}:{password}@authproxy.lab.test:3128"))],
+            Duration::from_secs(120),
+        );
+        assert!(run.status.success(), "{}", run.stderr);
+        connects_to(&run, "authproxy.lab.test", "https_proxy");
+        let build = only_build(&run.timeline);
+        let tunnels: Vec<_> = spans(build, "http").into_iter().filter(|h| h["attrs"]["method"] == "CONNECT").collect();
+        assert!(!tunnels.is_empty(), "{}", run.waterfall());
+        for h in &tunnels {
+            assert_eq!((h["role"].as_str(), h["attrs"]["target"].as_str()), (Some("https_proxy"), Some("proxy.lab.test:443")));
+            assert_eq!(h["attrs"]["status"], 200);
+        }
+        // The TLS inside the tunnel is the module proxy's.
+        assert!(spans(build, "tls").iter().all(|t| t["host"] == PROXY_NAME && t["role"] == "proxy"));
+        assert_eq!(serious_kinds(&run), Vec::<String>::new(), "{}", run.waterfall());
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        assert_secret_absent(&run, password, &encoded);
+
+        let wrong = "wr0ngPassw0rd";
+        let run = lab.traced_download_env(
+            &[("HTTPS_PROXY", &format!("http://{user}:{wrong}@authproxy.lab.test:3128"))],
+            Duration::from_secs(120),
+        );
+        assert!(!run.status.success());
+        let f = finding(&run, "http_proxy_failure");
+        assert_eq!(f["severity"], "error");
+        assert!(f["message"].as_str().unwrap().contains("407"), "{f:#}");
+        assert_eq!(serious_kinds(&run), ["http_proxy_failure"]);
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{wrong}"));
+        assert_secret_absent(&run, wrong, &encoded);
+    });
+}
+

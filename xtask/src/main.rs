@@ -18,9 +18,19 @@ use clap::{Parser, Subcommand};
 
 /// The bpf-linker release known to build against the nightly's LLVM here.
 const BPF_LINKER_VERSION: &str = "0.13.0";
-/// Debian packages: the Go toolchains and the lab's peers and tools.
-const PACKAGES: [&str; 7] =
-    ["golang-go", "golang-1.23-go", "dnsmasq-base", "nftables", "iproute2", "ca-certificates", "bpftool"];
+/// Debian packages: the Go toolchains, the lab's peers and tools (git serves and
+/// fetches direct modules; golang.org/x/mod builds the checksum database).
+const PACKAGES: [&str; 9] = [
+    "golang-go",
+    "golang-1.23-go",
+    "golang-golang-x-mod-dev",
+    "git",
+    "dnsmasq-base",
+    "nftables",
+    "iproute2",
+    "ca-certificates",
+    "bpftool",
+];
 /// Packages that come from the release's backports suite.
 const BACKPORTS_PACKAGES: [&str; 1] = ["golang-1.23-go"];
 const BACKPORTS_LIST: &str = "/etc/apt/sources.list.d/gomod-trace-backports.list";
@@ -300,15 +310,22 @@ fn demo() -> Result<()> {
     drop(lab);
 
     println!("== 2. the same, with nftables on the agent dropping packets to the proxy (about 30 s)\n");
-    let lab = gomod_trace_lab::Lab::start();
+    let mut lab = gomod_trace_lab::Lab::start();
     lab.require_modules(1);
     lab.client_firewall(&format!(
         "table inet gomod_trace_demo {{\n chain out {{\n  type filter hook output priority 0;\n  ip daddr {} tcp dport 443 drop\n }}\n}}\n",
-        lab.server_ip
+        lab.ip_of(gomod_trace_lab::PROXY_NAME)
     ));
     let run = lab.traced_download(&proxy, Duration::from_secs(120));
     println!("{}", run.waterfall());
     println!("xtask: go printed:\n{}", run.stderr.trim_end());
+    drop(lab);
+
+    println!("\n== 3. a proxy that answers 404 (plain HTTP), so Go falls back to git for two modules\n");
+    let mut lab = gomod_trace_lab::Lab::start();
+    lab.require_modules(2);
+    let run = lab.traced_download("http://s404.lab.test,direct", Duration::from_secs(120));
+    println!("{}", run.waterfall());
     Ok(())
 }
 

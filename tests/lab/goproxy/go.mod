@@ -1,3 +1,0 @@
-module gomodtrace.lab/goproxy
-
-go 1.19
