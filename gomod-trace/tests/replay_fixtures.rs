@@ -142,3 +142,87 @@ fn malformed_recordings_are_clear_errors() {
     assert!(record::read(&bad).unwrap_err().to_string().contains("empty recording"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The error and warning finding kinds of a fixture's build, sorted.
+fn serious_kinds(b: &Build) -> Vec<&str> {
+    let mut kinds = serious(b);
+    kinds.sort_unstable();
+    kinds.dedup();
+    kinds
+}
+
+fn finding<'a>(b: &'a Build, kind: &str) -> &'a gomod_trace::timeline::Finding {
+    b.findings.iter().find(|f| f.kind == kind).unwrap_or_else(|| panic!("no {kind}: {:#?}", b.findings))
+}
+
+/// One recorded lab run (Go 1.23) per failure of the catalogue, with the findings
+/// it must give: the rules are exercised without root.
+#[test]
+fn every_recorded_failure_gives_its_findings() {
+    for (fixture, expected) in [
+        ("host_unreachable", &["host_unreachable"][..]),
+        ("sumdb_dropped_remote", &["firewall_drop", "sumdb_unreachable"]),
+        ("fallback_to_git", &["fallback_to_direct"]),
+        ("fallthrough_tls", &["proxy_fallthrough"]),
+        ("private_module_leak", &["fallback_to_direct", "private_module_leak"]),
+        ("dns_no_answer", &["dns_failure"]),
+        ("untrusted_ca", &["tls_handshake_failure"]),
+        ("tls_timeout", &["tls_timeout"]),
+        ("stalled_transfer", &["stalled_transfer"]),
+        ("slow_proxy", &["slow_download"]),
+        ("dual_stack", &["dual_stack_delay"]),
+        ("https_proxy_407", &["http_proxy_failure"]),
+    ] {
+        let t = timeline(fixture);
+        let b = only_build(&t);
+        assert_eq!(serious_kinds(b), expected, "{fixture}: {:#?}", b.findings);
+        for f in &b.findings {
+            assert!(!f.message.is_empty() && !f.remedy.is_empty(), "{fixture}: {f:?}");
+            for id in &f.spans {
+                assert!(b.spans.iter().any(|s| s.id == *id), "{fixture}: evidence span {id} exists");
+            }
+        }
+    }
+}
+
+#[test]
+fn host_unreachable_comes_from_the_errno_the_process_saw() {
+    let t = timeline("host_unreachable");
+    let b = only_build(&t);
+    let connect = b.spans.iter().find(|s| s.kind == SpanKind::Connect && s.port == Some(443)).unwrap();
+    assert_eq!((connect.outcome, connect.attrs["error"].as_str()), (Some(Outcome::Unreachable), Some("EHOSTUNREACH")));
+}
+
+#[test]
+fn fallback_names_the_modules_their_repositories_and_the_404s() {
+    let t = timeline("fallback_to_git");
+    let b = only_build(&t);
+    let f = finding(b, "fallback_to_direct");
+    assert!(f.message.contains("lab.test/mod01@v1.0.0 from https://git.lab.test/mod01.git"), "{}", f.message);
+    assert!(f.message.contains("answered HTTP 404"), "{}", f.message);
+    assert!(f.cost_ms > 0.0);
+    assert_eq!(finding(b, "http_error").severity, Severity::Info, "a 404 the build recovered from");
+    let modules: Vec<_> = b.spans.iter().filter(|s| s.kind == SpanKind::Module).collect();
+    assert!(modules.iter().all(|m| m.role == Role::Vcs && m.attrs["source"] == "direct"));
+}
+
+#[test]
+fn stall_and_slow_downloads_name_module_host_and_time() {
+    let t = timeline("stalled_transfer");
+    let f = finding(only_build(&t), "stalled_transfer");
+    assert!(f.message.contains("lab.test/mod01@v1.0.0") && f.message.contains("stall.lab.test"), "{}", f.message);
+    assert!(f.cost_ms > 7_000.0, "{}", f.cost_ms);
+
+    let t = timeline("slow_proxy");
+    let f = finding(only_build(&t), "slow_download");
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(f.message.contains("slow.lab.test delivered"), "{}", f.message);
+    assert!(f.cost_ms > 2_000.0);
+}
+
+#[test]
+fn dual_stack_delay_costs_the_fallback_wait() {
+    let t = timeline("dual_stack");
+    let f = finding(only_build(&t), "dual_stack_delay");
+    assert!((250.0..1_000.0).contains(&f.cost_ms), "{}", f.cost_ms);
+}

@@ -488,9 +488,12 @@ impl Lab {
         });
         let timeline = serde_json::from_slice(&json).expect("timeline is JSON");
         // Developers refresh the replay fixtures with GOMOD_TRACE_SAVE_EVENTS=DIR.
+        // Each run of a test gets its own file: <test>-<n>.jsonl, n counting from 1.
         if let Some(dir) = std::env::var_os("GOMOD_TRACE_SAVE_EVENTS") {
+            static RUNS: AtomicU32 = AtomicU32::new(0);
+            let n = RUNS.fetch_add(1, Ordering::Relaxed) + 1;
             let name = std::thread::current().name().unwrap_or("run").replace("::", "-");
-            let _ = std::fs::copy(&events, Path::new(&dir).join(format!("{name}.jsonl")));
+            let _ = std::fs::copy(&events, Path::new(&dir).join(format!("{name}-{n}.jsonl")));
         }
         // Fresh module cache for the next run in this lab.
         let _ = Command::new("chmod").args(["-R", "u+w"]).arg(self.path("modcache")).status();

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use serde_json::Value;
 
-use super::{covered_ns, destination, seconds};
+use super::{address, covered_ns, destination, seconds};
 use crate::{
     correlate::state::{BuildState, SpanState},
     goenv::{self, ProxyEntry, SumDb},
@@ -184,12 +184,13 @@ impl<'a> Fetch<'a> {
         } else {
             "cmd/go has no fallback for the checksum database"
         };
+        let although = if fetched > 0 { format!(" although {fetched} module(s) came from the proxy") } else { String::new() };
+        let addr = spans.iter().find(|s| s.kind == SpanKind::Connect).map_or_else(|| host.clone(), |s| address(s));
         Some(Finding {
             kind: "sumdb_unreachable".into(),
             severity: self.severity_if_failed(),
             message: format!(
-                "the checksum database {name} ({}) could not be reached ({}) although {fetched} module(s) were fetched; {consequence}; {} lost",
-                destination(spans[0]),
+                "the checksum database {name} ({addr}) could not be reached ({}){although}; {consequence}; {} lost",
                 outcomes.join(", "),
                 seconds(cost)
             ),

@@ -32,7 +32,7 @@ pub(super) fn seconds(ns: u64) -> String {
     format!("{:.1} s", ns as f64 / 1e9)
 }
 
-fn address(span: &SpanState) -> String {
+pub(super) fn address(span: &SpanState) -> String {
     match (span.addr, span.port) {
         (Some(a), Some(p)) if a.is_ipv6() => format!("[{a}]:{p}"),
         (Some(a), Some(p)) => format!("{a}:{p}"),
