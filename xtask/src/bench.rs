@@ -106,7 +106,7 @@ fn program_stats() -> Result<std::collections::BTreeMap<String, (u64, u64)>> {
     Ok(stats)
 }
 
-const PROGRAMS: [&str; 17] = [
+const PROGRAMS: [&str; 20] = [
     "sched_process_exec",
     "sched_process_fork",
     "sched_process_exit",
@@ -124,6 +124,9 @@ const PROGRAMS: [&str; 17] = [
     "sys_enter_renameat",
     "sys_enter_renameat2",
     "sys_enter_unlinkat",
+    "sys_exit_connect",
+    "sys_enter_getsockopt",
+    "sys_exit_getsockopt",
 ];
 
 /// Turns kernel BPF statistics on for the bench, and back to what they were.

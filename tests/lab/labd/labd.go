@@ -261,6 +261,15 @@ func makeRepos(dir string, modules map[string]module, names []string) {
 	}
 }
 
+// gitExecPath is where the git on PATH keeps its helpers (git-http-backend).
+func gitExecPath() string {
+	out, err := exec.Command("git", "--exec-path").Output()
+	if err != nil {
+		log.Fatalf("git --exec-path: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
 // vanityHandler answers `?go-get=1` for host/<name> with a go-import tag that
 // points at the git server.
 func vanityHandler(gitHost string) http.Handler {
@@ -448,7 +457,7 @@ func main() {
 			handler = vanityHandler(gitHost)
 		case behaviour == "git":
 			handler = &cgi.Handler{
-				Path: "/usr/lib/git-core/git-http-backend",
+				Path: filepath.Join(gitExecPath(), "git-http-backend"),
 				Env:  []string{"GIT_PROJECT_ROOT=" + *reposDir, "GIT_HTTP_EXPORT_ALL=1"},
 			}
 		case behaviour == "connect":
