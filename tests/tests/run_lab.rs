@@ -518,6 +518,18 @@ fn failing_private_proxy_falls_through_to_the_next() {
         assert!(message.contains("from the proxy s503.lab.test") && message.contains(&format!("to {PROXY_NAME}")), "{f:#}");
         assert_eq!(serious_kinds(&run), ["proxy_fallthrough"]);
 
+        // After `,` only 404/410 move on: a private proxy's 410 sends the module
+        // paths to the next proxy all the same.
+        let run = lab.traced_download_env(
+            &[("GOPROXY", &format!("https://s410.lab.test,https://{PROXY_NAME}"))],
+            Duration::from_secs(120),
+        );
+        assert!(run.status.success(), "{}", run.stderr);
+        let message = finding(&run, "proxy_fallthrough")["message"].as_str().unwrap().to_string();
+        assert!(message.contains("404 or 410"), "{message}");
+        assert!(finding(&run, "proxy_fallthrough")["remedy"].as_str().unwrap().contains("GOPRIVATE"));
+        assert_eq!(serious_kinds(&run), ["proxy_fallthrough"]);
+
         // Plain HTTP: the proxy's 401 is visible, and it falls through.
         let run = lab.traced_download_env(
             &[("GOPROXY", &format!("http://s401.lab.test|https://{PROXY_NAME}"))],
