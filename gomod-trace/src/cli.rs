@@ -33,6 +33,90 @@ pub enum Command {
     /// Check what this host supports (privileges, BTF, tracepoints, cgroup v2) by
     /// loading and attaching the tracer's programs, and say what is missing.
     Doctor,
+    /// Trace every Go build on this host, keep each finished build in a history
+    /// database, and serve metrics and the builds over HTTP.
+    ///
+    /// Example: sudo gomod-trace daemon --listen 127.0.0.1:9464 --data-dir /var/lib/gomod-trace
+    ///
+    /// Endpoints: /metrics (OpenMetrics), /api/v1/builds (?failed=true&since=6h&kind=KIND&limit=50&page=1),
+    /// /api/v1/builds/ID (timeline JSON), /healthz, /readyz. SIGTERM or SIGINT: stop
+    /// tracing, store the builds in progress (marked incomplete), exit 0. One daemon
+    /// per data directory: a second one exits with an error.
+    Daemon(DaemonArgs),
+    /// List recorded builds, newest first (reads the history database; works
+    /// whether the daemon runs or not).
+    Builds(BuildsArgs),
+    /// Write the timeline of one recorded build.
+    Export(ExportArgs),
+}
+
+/// Where the daemon keeps its history (and its lock).
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/gomod-trace";
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Address of the HTTP API and /metrics.
+    #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Directory of the history database.
+    #[arg(long, default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Builds older than this are deleted (e.g. 30d, 12h).
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub retention: std::time::Duration,
+    /// At most this many builds are kept (the oldest go first).
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    pub max_builds: u64,
+    /// A build with no event for this long is closed as it stands, marked
+    /// incomplete (its end was never seen).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub idle_timeout: std::time::Duration,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// Process name of the Go command: a process that executes it starts a build.
+    #[arg(long, default_value = "go", value_name = "NAME")]
+    pub go_command: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildsArgs {
+    /// Only builds that failed (exit status other than 0, or never seen to end).
+    #[arg(long)]
+    pub failed: bool,
+    /// Only builds started within this long (e.g. 30m, 6h, 7d).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub since: Option<std::time::Duration>,
+    /// Only builds with a finding of this kind (e.g. sumdb_unreachable).
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
+    /// At most this many builds.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub limit: u32,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// The daemon's data directory.
+    #[arg(long, default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A build id, as `gomod-trace builds` lists it.
+    #[arg(value_name = "BUILD_ID")]
+    pub id: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// The daemon's data directory.
+    #[arg(long, default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
+    pub data_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

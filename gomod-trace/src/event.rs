@@ -128,6 +128,8 @@ pub enum LossReason {
     RingBufferFull,
     /// A record could not be decoded.
     Undecodable,
+    /// The daemon's correlator fell behind and its queue refused the events.
+    QueueFull,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

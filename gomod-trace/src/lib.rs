@@ -3,13 +3,17 @@
 //!
 //! Data flows one way: `probe` (kernel) → `decode` → `event` stream (recordable) →
 //! `correlate` → `timeline` → `export`. Only `probe` touches the kernel.
+pub mod capture;
 pub mod cli;
 pub mod commands;
 pub mod correlate;
+pub mod daemon;
 pub mod decode;
 pub mod event;
 pub mod export;
 pub mod goenv;
+pub mod history;
+pub mod metrics;
 pub mod probe;
 pub mod proto;
 pub mod record;

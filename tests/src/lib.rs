@@ -416,19 +416,9 @@ impl Lab {
         self.traced_download_env(&[("GOPROXY", goproxy)], timeout)
     }
 
-    /// As [`Lab::traced_download`], with the go command's environment changed: each
-    /// (name, value) replaces the lab's default; an empty value unsets it.
-    pub fn traced_download_env(&self, overrides: &[(&str, &str)], timeout: Duration) -> TracedRun {
-        self.traced(&["go", "mod", "download"], overrides, timeout)
-    }
-
-    /// Runs `gomod-trace run -- COMMAND` in the client namespace, in the work
-    /// directory, with the lab's Go environment changed by `overrides` (as in
-    /// [`Lab::traced_download_env`]); `timeout` bounds the whole run.
-    pub fn traced(&self, argv: &[&str], overrides: &[(&str, &str)], timeout: Duration) -> TracedRun {
-        let timeline = self.path("timeline.json");
-        let events = self.path("events.jsonl");
-        let _ = std::fs::remove_file(&timeline);
+    /// The client's environment for `go`: the lab's defaults, changed by
+    /// `overrides` (an empty value unsets).
+    fn go_env(&self, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
         let home = self.path("home");
         // The lab's modules are private to it: no checksum database is asked
         // (GONOSUMDB, as agents configure private modules; not GOSUMDB=off).
@@ -452,12 +442,42 @@ impl Lab {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        for (name, value) in overrides {
+        for (name, value) in overrides.iter().copied() {
             env.retain(|(k, _)| k != name);
             if !value.is_empty() {
                 env.push((name.to_string(), value.to_string()));
             }
         }
+        env
+    }
+
+    /// A command that runs `argv` in the client namespace with the lab's Go
+    /// environment (`overrides` as in [`Lab::traced_download_env`]), in the work
+    /// directory, without gomod-trace: builds a daemon may trace.
+    pub fn client_command(&self, argv: &[&str], overrides: &[(&str, &str)]) -> Command {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &self.client_ns, "env", "-i"])
+            .args(self.go_env(overrides).iter().map(|(k, v)| format!("{k}={v}")))
+            .args(argv)
+            .current_dir(self.path("work"));
+        command
+    }
+
+    /// As [`Lab::traced_download`], with the go command's environment changed: each
+    /// (name, value) replaces the lab's default; an empty value unsets it.
+    pub fn traced_download_env(&self, overrides: &[(&str, &str)], timeout: Duration) -> TracedRun {
+        self.traced(&["go", "mod", "download"], overrides, timeout)
+    }
+
+    /// Runs `gomod-trace run -- COMMAND` in the client namespace, in the work
+    /// directory, with the lab's Go environment changed by `overrides` (as in
+    /// [`Lab::traced_download_env`]); `timeout` bounds the whole run.
+    pub fn traced(&self, argv: &[&str], overrides: &[(&str, &str)], timeout: Duration) -> TracedRun {
+        let timeline = self.path("timeline.json");
+        let events = self.path("events.jsonl");
+        let _ = std::fs::remove_file(&timeline);
+        let env = self.go_env(overrides);
         let started = Instant::now();
         let mut command = Command::new("timeout");
         command

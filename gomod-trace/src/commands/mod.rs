@@ -1,5 +1,7 @@
 //! One module per subcommand; each returns the process exit status.
+pub mod daemon;
 pub mod doctor;
+pub mod history;
 pub mod replay;
 pub mod run;
 

@@ -12,11 +12,11 @@ use tokio::{io::unix::AsyncFd, signal::unix::{SignalKind, signal}};
 
 use super::{EXIT_TRACER_ERROR, write_timeline};
 use crate::{
+    capture::Capture,
     cli::RunArgs,
     correlate::Correlator,
-    decode::{DecodeContext, decode},
-    event::{Event, LossReason},
-    goenv,
+    decode::DecodeContext,
+    event::Event,
     probe::{Probe, ProbeOptions},
     record::Recorder,
 };
@@ -39,51 +39,20 @@ pub fn clock_anchor() -> Event {
 
 /// Reads the events the kernel has written so far.
 struct Collector {
-    context: DecodeContext,
+    capture: Capture,
     events: Vec<Event>,
-    /// Kernel reservations lost so far, as last read from the probe.
-    lost_seen: u64,
-    last_ts: u64,
 }
 
 impl Collector {
     fn drain(&mut self, ring: &mut RingBuf<MapData>) {
         while let Some(item) = ring.next() {
-            match decode(&item, &self.context) {
-                Ok(event) => {
-                    self.last_ts = self.last_ts.max(event.ts_ns());
-                    let files = match &event {
-                        // Read now, while the build runs: the recording keeps what was read.
-                        Event::Environment { at, build, executable, vars, .. } => {
-                            let (goenv_file, goroot_go_env) = goenv::read_files(vars, executable);
-                            Some(Event::ConfigFiles { at: *at, build: *build, goenv_file, goroot_go_env })
-                        }
-                        _ => None,
-                    };
-                    self.events.push(event);
-                    self.events.extend(files);
-                }
-                Err(e) => {
-                    tracing::warn!("undecodable kernel record: {e}");
-                    self.events.push(Event::Lost { ts_ns: self.last_ts, count: 1, reason: LossReason::Undecodable });
-                }
-            }
+            self.capture.record(&item, &mut self.events);
         }
     }
 
-    /// Turns a rise of the kernel's lost counter into an event at this point of
-    /// the stream: the builds running now are incomplete.
     fn check_lost(&mut self, probe: &Probe) {
         match probe.lost() {
-            Ok(lost) if lost > self.lost_seen => {
-                self.events.push(Event::Lost {
-                    ts_ns: self.last_ts,
-                    count: lost - self.lost_seen,
-                    reason: LossReason::RingBufferFull,
-                });
-                self.lost_seen = lost;
-            }
-            Ok(_) => {}
+            Ok(lost) => self.events.extend(self.capture.losses(lost)),
             Err(e) => tracing::warn!("{e}"),
         }
     }
@@ -121,10 +90,8 @@ pub async fn run(args: &RunArgs) -> i32 {
         }
     };
     let mut collector = Collector {
-        context: DecodeContext { drop_reasons: probe.drop_reasons.clone() },
+        capture: Capture::new(DecodeContext { drop_reasons: probe.drop_reasons.clone() }),
         events: vec![clock_anchor()],
-        lost_seen: 0,
-        last_ts: 0,
     };
 
     let mut child = match tokio::process::Command::new(&args.command[0]).args(&args.command[1..]).spawn() {

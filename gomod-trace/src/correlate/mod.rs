@@ -6,11 +6,11 @@ mod findings;
 mod modules;
 mod state;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::{
     event::{Event, sort_events},
-    timeline::{SCHEMA_VERSION, Timeline},
+    timeline::{Build, SCHEMA_VERSION, Timeline},
 };
 use state::{BuildState, SocketState};
 
@@ -23,7 +23,9 @@ pub const TLS_TIMEOUT_NS: u64 = 10_000_000_000;
 pub struct Correlator {
     /// (CLOCK_MONOTONIC ns, Unix ns) of the same instant.
     anchor: Option<(u64, i64)>,
-    builds: Vec<BuildState>,
+    /// Builds by a number that is never reused (the daemon forgets finished ones).
+    builds: BTreeMap<usize, BuildState>,
+    next_build: usize,
     /// Builds whose root has not exited, by root pid.
     running: HashMap<u32, usize>,
     /// Live processes of builds → (build, process span index).
@@ -55,19 +57,19 @@ impl Correlator {
             }
             Event::Exec { at, pid, build, comm, argv } => self.on_exec(at.ts_ns, *pid, *build, comm, argv),
             Event::Environment { build, executable, vars, truncated, .. } => {
-                if let Some(&b) = self.running.get(build) {
-                    self.builds[b].set_environment(vars.clone(), executable.clone(), *truncated);
+                if let Some(b) = self.running.get(build).and_then(|b| self.builds.get_mut(b)) {
+                    b.set_environment(vars.clone(), executable.clone(), *truncated);
                 }
             }
             Event::ConfigFiles { build, goenv_file, goroot_go_env, .. } => {
-                if let Some(&b) = self.running.get(build) {
-                    self.builds[b].set_config_files(goenv_file.as_ref(), goroot_go_env.as_ref());
+                if let Some(b) = self.running.get(build).and_then(|b| self.builds.get_mut(b)) {
+                    b.set_config_files(goenv_file.as_ref(), goroot_go_env.as_ref());
                 }
             }
             Event::File { at, pid, build, op, path, to } => {
                 let Some(build_index) = self.build_of(*pid, *build) else { return };
                 let parent = self.processes.get(pid).and_then(|p| p.1);
-                let b = &mut self.builds[build_index];
+                let Some(b) = self.builds.get_mut(&build_index) else { return };
                 b.touch(at.ts_ns);
                 b.on_file(at.ts_ns, *pid, parent, *op, path, to.as_deref());
             }
@@ -84,20 +86,20 @@ impl Correlator {
             Event::Connect { at, pid, build, cookie, protocol, remote, .. } => {
                 let Some(build_index) = self.build_of(*pid, *build) else { return };
                 let parent = self.processes.get(pid).and_then(|p| p.1);
-                let b = &mut self.builds[build_index];
+                let Some(b) = self.builds.get_mut(&build_index) else { return };
                 b.touch(at.ts_ns);
                 let socket = SocketState::open(b, build_index, at.ts_ns, *pid, parent, *protocol, *remote);
                 self.sockets.insert(*cookie, socket);
             }
             Event::ConnectError { at, pid, build, errno } => {
                 let Some(build_index) = self.build_of(*pid, *build) else { return };
-                let b = &mut self.builds[build_index];
+                let Some(b) = self.builds.get_mut(&build_index) else { return };
                 b.touch(at.ts_ns);
                 b.on_connect_error(at.ts_ns, *pid, *errno);
             }
             Event::TcpState { at, cookie, old, new, local, error, counters, .. } => {
                 let Some(socket) = self.sockets.get_mut(cookie) else { return };
-                let b = &mut self.builds[socket.build];
+                let Some(b) = self.builds.get_mut(&socket.build) else { return };
                 b.touch(at.ts_ns);
                 if socket.on_tcp_state(b, at.ts_ns, *old, *new, *local, *error, *counters) {
                     self.sockets.remove(cookie);
@@ -105,32 +107,38 @@ impl Correlator {
             }
             Event::TcpRetransmit { at, cookie, state } => {
                 if let Some(socket) = self.sockets.get_mut(cookie) {
-                    self.builds[socket.build].touch(at.ts_ns);
+                    if let Some(b) = self.builds.get_mut(&socket.build) {
+                        b.touch(at.ts_ns);
+                    }
                     socket.on_retransmit(*state);
                 }
             }
             Event::TcpReset { at, cookie } => {
                 if let Some(socket) = self.sockets.get_mut(cookie) {
-                    self.builds[socket.build].touch(at.ts_ns);
+                    if let Some(b) = self.builds.get_mut(&socket.build) {
+                        b.touch(at.ts_ns);
+                    }
                     socket.resets += 1;
                 }
             }
             Event::Drop { at, cookie, reason } => {
                 if let Some(socket) = self.sockets.get_mut(cookie) {
-                    self.builds[socket.build].touch(at.ts_ns);
+                    if let Some(b) = self.builds.get_mut(&socket.build) {
+                        b.touch(at.ts_ns);
+                    }
                     socket.drops += 1;
                     socket.drop_reason.get_or_insert_with(|| reason.clone());
                 }
             }
             Event::Payload { at, cookie, direction, data, .. } => {
                 if let Some(socket) = self.sockets.get_mut(cookie) {
-                    let b = &mut self.builds[socket.build];
+                    let Some(b) = self.builds.get_mut(&socket.build) else { return };
                     b.touch(at.ts_ns);
                     socket.on_payload(b, at.ts_ns, *direction, data);
                 }
             }
             Event::Lost { ts_ns, count, .. } => {
-                for build in &mut self.builds {
+                for build in self.builds.values_mut() {
                     if build.covers(*ts_ns) {
                         build.lost += count;
                     }
@@ -154,8 +162,9 @@ impl Correlator {
                 if pid != build {
                     state.started_late = true;
                 }
-                self.builds.push(state);
-                let index = self.builds.len() - 1;
+                let index = self.next_build;
+                self.next_build += 1;
+                self.builds.insert(index, state);
                 self.running.insert(build, index);
                 index
             }
@@ -173,7 +182,7 @@ impl Correlator {
             }
             cursor = parent;
         }
-        let b = &mut self.builds[build_index];
+        let Some(b) = self.builds.get_mut(&build_index) else { return };
         b.touch(ts);
         if let Some(&(_, Some(previous))) = self.processes.get(&pid) {
             // Re-exec of a process that already has its own span.
@@ -191,7 +200,7 @@ impl Correlator {
 
     fn on_exit(&mut self, ts: u64, pid: u32, build: u32, wait_status: i32) {
         let Some(build_index) = self.build_of(pid, build) else { return };
-        let b = &mut self.builds[build_index];
+        let Some(b) = self.builds.get_mut(&build_index) else { return };
         b.touch(ts);
         if let Some((_, Some(span))) = self.processes.remove(&pid)
             && b.spans[span].pid == pid
@@ -210,18 +219,52 @@ impl Correlator {
     }
 
     /// Ends what is still open and renders every build.
-    pub fn finish(self) -> Timeline {
+    pub fn finish(mut self) -> Timeline {
         let anchor = self.anchor.unwrap_or((0, 0));
-        let mut builds = self.builds;
-        for socket in self.sockets.into_values() {
-            let b = &mut builds[socket.build];
-            let end = b.end_ns();
-            socket.finish(b, end);
+        let indexes: Vec<usize> = self.builds.keys().copied().collect();
+        let builds = indexes.into_iter().filter_map(|i| self.render_build(i, anchor)).collect();
+        Timeline { schema_version: SCHEMA_VERSION, builds }
+    }
+
+    /// For a stream that goes on (the daemon): renders and forgets the builds
+    /// whose root exited before `ended_before` (their sockets have had time to
+    /// close), and those with no event since `idle_before` (their end was never
+    /// seen: they are marked incomplete). Times are the events' clock.
+    pub fn take_finished(&mut self, ended_before: u64, idle_before: u64) -> Vec<Build> {
+        let Some(anchor) = self.anchor else { return Vec::new() };
+        let done: Vec<usize> = self
+            .builds
+            .iter_mut()
+            .filter_map(|(&i, b)| match b.ended_ns {
+                Some(end) => (end < ended_before).then_some(i),
+                None if b.last_ns < idle_before => {
+                    b.end_unseen = true;
+                    Some(i)
+                }
+                None => None,
+            })
+            .collect();
+        done.into_iter().filter_map(|i| self.render_build(i, anchor)).collect()
+    }
+
+    /// How many builds are open (started, not yet rendered).
+    pub fn open_builds(&self) -> usize {
+        self.builds.len()
+    }
+
+    /// Renders one build and forgets everything that points at it.
+    fn render_build(&mut self, index: usize, anchor: (u64, i64)) -> Option<Build> {
+        let mut build = self.builds.remove(&index)?;
+        let end = build.end_ns();
+        let cookies: Vec<u64> = self.sockets.iter().filter(|(_, s)| s.build == index).map(|(&c, _)| c).collect();
+        for cookie in cookies {
+            if let Some(socket) = self.sockets.remove(&cookie) {
+                socket.finish(&mut build, end);
+            }
         }
-        Timeline {
-            schema_version: SCHEMA_VERSION,
-            builds: builds.into_iter().map(|b| b.render(anchor)).collect(),
-        }
+        self.processes.retain(|_, p| p.0 != index);
+        self.running.retain(|_, b| *b != index);
+        Some(build.render(anchor))
     }
 }
 

@@ -67,6 +67,8 @@ pub struct BuildState {
     pub exit_code: Option<i32>,
     pub command: Vec<String>,
     pub started_late: bool,
+    /// The build's root was never seen to exit (the daemon aged it out).
+    pub end_unseen: bool,
     pub lost: u64,
     pub spans: Vec<SpanState>,
     /// Names the build resolved, by address (what it asked DNS, or sent as SNI).
@@ -97,6 +99,7 @@ impl BuildState {
             exit_code: None,
             command: Vec::new(),
             started_late: false,
+            end_unseen: false,
             lost: 0,
             spans: Vec::new(),
             names: HashMap::new(),
@@ -352,7 +355,7 @@ impl BuildState {
             }
         }
         let wall = |ns: u64| timeline::rfc3339(i128::from(anchor.1) + i128::from(ns) - i128::from(anchor.0));
-        let complete = self.lost == 0 && !self.started_late;
+        let complete = self.lost == 0 && !self.started_late && !self.end_unseen;
         if self.environment_truncated {
             tracing::warn!("build {}: environment larger than the kernel copies; its Go settings may be incomplete", self.root);
         }

@@ -135,6 +135,12 @@ fn program_error(program: &str) -> impl FnOnce(ProgramError) -> ProbeError + '_ 
     }
 }
 
+/// Turns on the kernel's BPF run-time statistics for as long as the returned
+/// descriptor is open (BPF_ENABLE_STATS; it costs two clock reads per program run).
+pub fn enable_bpf_stats() -> Result<std::os::fd::OwnedFd, String> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|e| format!("cannot enable BPF statistics: {e}"))
+}
+
 impl Probe {
     /// Loads, configures and attaches every program. Fails before attaching
     /// anything when the host lacks what the programs need.
@@ -216,6 +222,18 @@ impl Probe {
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
         let map = self.ebpf.take_map("EVENTS").ok_or(ProbeError::Map("EVENTS"))?;
         RingBuf::try_from(map).map_err(|_| ProbeError::Map("EVENTS"))
+    }
+
+    /// Run count and run time of each program, from the kernel's BPF statistics
+    /// (they only grow while statistics are enabled: see [`enable_bpf_stats`]).
+    pub fn program_stats(&self) -> Vec<(String, u64, std::time::Duration)> {
+        self.ebpf
+            .programs()
+            .filter_map(|(name, program)| {
+                let info = program.info().ok()?;
+                Some((name.to_string(), info.run_count(), info.run_time()))
+            })
+            .collect()
     }
 
     /// Records the kernel could not reserve space for, summed over CPUs.

@@ -124,7 +124,9 @@ pub fn findings(build: &BuildState, complete: bool) -> Vec<Finding> {
         findings.push(Finding {
             kind: "incomplete_trace".into(),
             severity: Severity::Warning,
-            message: if build.started_late {
+            message: if build.end_unseen {
+                "this build's end was never seen (its root process did not exit while traced, or the exit was lost): it was closed as it stood".into()
+            } else if build.started_late {
                 "tracing started after this build did: its first events are missing, so findings may be incomplete".into()
             } else {
                 format!(

@@ -1,0 +1,203 @@
+//! The daemon's HTTP API: `/metrics` (OpenMetrics), `/api/v1/builds` (newest
+//! first; `failed`, `since`, `kind`, `limit`, `page`), `/api/v1/builds/{id}` (the
+//! timeline JSON of contract.md, with that one build), `/healthz`, `/readyz`.
+//! Every error is a 4xx/5xx with a JSON body `{"error": "..."}`.
+use std::{collections::HashMap, sync::Arc};
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::Shared;
+use crate::{
+    history::{Filter, History},
+    timeline::{SCHEMA_VERSION, Timeline},
+};
+
+/// Finding kinds a `kind` filter may name (contract.md).
+pub const FINDING_KINDS: [&str; 18] = [
+    "firewall_drop",
+    "connect_refused",
+    "host_unreachable",
+    "connect_timeout",
+    "sumdb_unreachable",
+    "fallback_to_direct",
+    "proxy_fallthrough",
+    "private_module_leak",
+    "dns_failure",
+    "tls_handshake_failure",
+    "tls_timeout",
+    "stalled_transfer",
+    "slow_download",
+    "dual_stack_delay",
+    "checksum_verification_disabled",
+    "http_proxy_failure",
+    "http_error",
+    "incomplete_trace",
+];
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 1000;
+
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message.into())
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/builds", get(list))
+        .route("/api/v1/builds/{id}", get(one))
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported".into())
+        })
+        .with_state(shared)
+}
+
+pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let shutdown = async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    };
+    if let Err(e) = axum::serve(listener, router(shared)).with_graceful_shutdown(shutdown).await {
+        tracing::error!("HTTP server stopped: {e}");
+    }
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let text = shared.metrics.lock().unwrap_or_else(|p| p.into_inner()).encode();
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Result<&'static str, ApiError> {
+    if shared.ready.load(std::sync::atomic::Ordering::SeqCst) {
+        Ok("ready\n")
+    } else {
+        Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "not attached, or stopping".into()))
+    }
+}
+
+/// Runs a history read on the blocking pool with a connection of its own.
+async fn with_history<T: Send + 'static>(
+    shared: &Shared,
+    read: impl FnOnce(&History) -> Result<T, crate::history::HistoryError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let dir = shared.data_dir.clone();
+    let internal = |e: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e);
+    tokio::task::spawn_blocking(move || {
+        let history = History::open(&dir).map_err(|e| e.to_string())?;
+        read(&history).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| internal(e.to_string()))?
+    .map_err(internal)
+}
+
+/// Parses the listing's query parameters; unknown ones are an error too.
+pub fn parse_filter(query: &HashMap<String, String>, now_unix_ns: i128) -> Result<(Filter, u32), String> {
+    let mut filter = Filter { limit: DEFAULT_LIMIT, ..Default::default() };
+    let mut page = 1u32;
+    for (name, value) in query {
+        match name.as_str() {
+            "failed" => {
+                filter.failed = match value.as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(format!("failed must be true or false, not {value:?}")),
+                }
+            }
+            "since" => {
+                let ago = humantime::parse_duration(value)
+                    .map_err(|e| format!("since must be a duration such as 30m, 6h or 7d: {e}"))?;
+                filter.since_unix_ns = Some(now_unix_ns - ago.as_nanos() as i128);
+            }
+            "kind" => {
+                if !FINDING_KINDS.contains(&value.as_str()) {
+                    return Err(format!("kind must be one of {}", FINDING_KINDS.join(", ")));
+                }
+                filter.finding_kind = Some(value.clone());
+            }
+            "limit" => {
+                filter.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| format!("limit must be a number from 1 to {MAX_LIMIT}"))?;
+            }
+            "page" => {
+                page = value.parse().ok().filter(|&n| n >= 1).ok_or("page must be a number from 1 on")?;
+            }
+            other => return Err(format!("unknown parameter {other:?} (known: failed, since, kind, limit, page)")),
+        }
+    }
+    filter.offset = (page - 1).saturating_mul(filter.limit);
+    Ok((filter, page))
+}
+
+async fn list(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (filter, page) = parse_filter(&query, super::wall_ns()).map_err(bad_request)?;
+    let limit = filter.limit;
+    let builds = with_history(&shared, move |h| h.list(&filter)).await?;
+    Ok(Json(json!({ "builds": builds, "page": page, "limit": limit })))
+}
+
+async fn one(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Result<Json<Timeline>, ApiError> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(bad_request("a build id is digits and dashes, as /api/v1/builds lists them"));
+    }
+    let key = id.clone();
+    match with_history(&shared, move |h| h.get(&key)).await? {
+        Some(build) => Ok(Json(Timeline { schema_version: SCHEMA_VERSION, builds: vec![build] })),
+        None => Err(ApiError(StatusCode::NOT_FOUND, format!("no build {id} in the history"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn listing_parameters_are_validated() {
+        let now = 10_000_000_000_000;
+        let (f, page) = parse_filter(&query(&[]), now).unwrap();
+        assert_eq!((f.limit, f.offset, page, f.failed), (DEFAULT_LIMIT, 0, 1, false));
+        let (f, page) =
+            parse_filter(&query(&[("failed", "true"), ("since", "1h"), ("kind", "firewall_drop"), ("limit", "10"), ("page", "3")]), now)
+                .unwrap();
+        assert_eq!((f.failed, f.since_unix_ns, f.limit, f.offset, page), (true, Some(now - 3_600_000_000_000), 10, 20, 3));
+        assert_eq!(f.finding_kind.as_deref(), Some("firewall_drop"));
+        for bad in [
+            [("failed", "maybe")],
+            [("since", "yesterday")],
+            [("kind", "nope")],
+            [("limit", "0")],
+            [("limit", "5000")],
+            [("page", "0")],
+            [("color", "blue")],
+        ] {
+            assert!(parse_filter(&query(&bad), now).is_err(), "{bad:?}");
+        }
+    }
+}

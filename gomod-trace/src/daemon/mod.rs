@@ -1,0 +1,287 @@
+//! `gomod-trace daemon`: attach once, trace every Go build on the host, keep each
+//! finished build in the history database, serve the HTTP API and metrics.
+//!
+//! Three tasks, data flowing one way: the reader drains the kernel ring buffer
+//! into decoded batches and never waits (when the correlator falls behind, the
+//! bounded queue refuses a batch: its events are counted lost and the builds
+//! running then are marked incomplete); the correlator puts events back in time
+//! order (records from different CPUs arrive out of order), correlates them, and
+//! hands each build whose root has exited (and whose sockets had time to close)
+//! to the history writer and the metrics; the HTTP server reads the history and
+//! the metrics.
+pub mod api;
+
+use std::{
+    fs::File,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use aya::maps::{MapData, RingBuf};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+    sync::{mpsc, watch},
+};
+
+use crate::{
+    capture::Capture,
+    commands::EXIT_TRACER_ERROR,
+    correlate::Correlator,
+    decode::DecodeContext,
+    event::{Event, LossReason, sort_events},
+    history::{History, Retention},
+    metrics::Metrics,
+    probe::{self, Probe, ProbeOptions},
+    timeline::Build,
+};
+
+/// Batches of events the correlator may be behind by before the reader drops.
+const QUEUE_BATCHES: usize = 4096;
+/// How long events wait to be put in time order across CPUs.
+const REORDER_NS: u64 = 250_000_000;
+/// How long after its root exits a build is finished (its sockets close then).
+const SETTLE_NS: u64 = 500_000_000;
+/// How often the correlator works through what arrived.
+const TICK: Duration = Duration::from_millis(200);
+/// How often kernel statistics are read into the metrics.
+const STATS_EVERY: Duration = Duration::from_secs(5);
+/// The lock file that keeps a second daemon from attaching twice.
+const LOCK: &str = "daemon.lock";
+
+pub struct DaemonConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub retention: Retention,
+    /// A build with no event for this long is closed as it stands.
+    pub idle_timeout: Duration,
+    pub go_command: String,
+}
+
+/// What the API reads.
+pub struct Shared {
+    pub data_dir: PathBuf,
+    pub metrics: Mutex<Metrics>,
+    pub ready: AtomicBool,
+}
+
+fn monotonic_ns() -> u64 {
+    nix::time::ClockId::CLOCK_MONOTONIC.now().map_or(0, |t| (t.tv_sec() * 1_000_000_000 + t.tv_nsec()) as u64)
+}
+
+fn wall_ns() -> i128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128)
+}
+
+/// Takes the data directory's lock, or says who holds it.
+fn lock(data_dir: &Path) -> Result<File, String> {
+    std::fs::create_dir_all(data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    let path = data_dir.join(LOCK);
+    let file = File::create(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "another gomod-trace daemon is running with data directory {} (it holds {}); stop it first",
+            data_dir.display(),
+            path.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
+pub async fn run(config: DaemonConfig) -> i32 {
+    match serve(config).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("gomod-trace: {e}");
+            EXIT_TRACER_ERROR
+        }
+    }
+}
+
+async fn serve(config: DaemonConfig) -> Result<(), String> {
+    let _lock = lock(&config.data_dir)?;
+    // The database must open before anything is traced into it.
+    let history = History::open(&config.data_dir).map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let mut probe = Probe::attach(&ProbeOptions { go_command: config.go_command.clone(), scope: None })
+        .map_err(|e| e.to_string())?;
+    let stats = probe::enable_bpf_stats().map_err(|e| tracing::warn!("{e}; program statistics stay at 0")).ok();
+    let ring = probe.take_events().map_err(|e| e.to_string())?;
+    // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd lives.
+    let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|e| format!("cannot poll the ring buffer: {e}"))?;
+
+    let shared = Arc::new(Shared {
+        data_dir: config.data_dir.clone(),
+        metrics: Mutex::new(Metrics::new()),
+        ready: AtomicBool::new(false),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (events_tx, events_rx) = mpsc::channel::<Vec<Event>>(QUEUE_BATCHES);
+    let context = DecodeContext { drop_reasons: probe.drop_reasons.clone() };
+
+    let writer = spawn_writer(history, config.retention);
+    let correlator = tokio::spawn(correlate(events_rx, writer.0.clone(), shared.clone(), config.idle_timeout));
+    let reader = tokio::spawn(read(probe, ring, context, events_tx, shared.clone(), stop_rx.clone()));
+    let server = tokio::spawn(api::serve(listener, shared.clone(), stop_rx));
+    shared.ready.store(true, Ordering::SeqCst);
+    tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "tracing every Go build on this host");
+
+    let (mut sigint, mut sigterm) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(i), Ok(t)) => (i, t),
+        _ => return Err("cannot install signal handlers".into()),
+    };
+    tokio::select! {
+        _ = sigint.recv() => {}
+        _ = sigterm.recv() => {}
+    }
+    tracing::info!("stopping: flushing the builds in progress");
+    shared.ready.store(false, Ordering::SeqCst);
+    let _ = stop_tx.send(true);
+    // The reader stops and drops the queue's sender; the correlator then
+    // finishes every build and drops the writer's sender.
+    let _ = reader.await;
+    let _ = correlator.await;
+    drop(writer.0);
+    let _ = writer.1.join();
+    let _ = server.await;
+    drop(stats);
+    Ok(())
+}
+
+/// Drains the ring buffer into the queue; never waits for the correlator.
+async fn read(
+    mut probe: Probe,
+    mut ring: AsyncFd<RingBuf<MapData>>,
+    context: DecodeContext,
+    events: mpsc::Sender<Vec<Event>>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut capture = Capture::new(context);
+    let mut dropped = 0u64;
+    let mut stats = tokio::time::interval(STATS_EVERY);
+    let mut batch = vec![crate::commands::run::clock_anchor()];
+    loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let Ok(mut guard) = guard else {
+                    tracing::error!("cannot read the ring buffer; tracing stopped");
+                    break;
+                };
+                while let Some(item) = guard.get_inner_mut().next() {
+                    capture.record(&item, &mut batch);
+                }
+                guard.clear_ready();
+            }
+            _ = stats.tick() => {
+                let mut metrics = shared.metrics.lock().unwrap_or_else(|p| p.into_inner());
+                for (program, runs, time) in probe.program_stats() {
+                    metrics.program_stats(&program, runs, time.as_secs_f64());
+                }
+                metrics.queue_fill.set(1.0 - events.capacity() as f64 / QUEUE_BATCHES as f64);
+            }
+            _ = stop.changed() => break,
+        }
+        if let Ok(lost) = probe.lost() {
+            batch.extend(capture.losses(lost));
+        }
+        probe.flush_logs();
+        if batch.is_empty() {
+            continue;
+        }
+        if dropped > 0 {
+            // Tell the correlator where events went missing.
+            let ts_ns = batch.first().map_or(0, Event::ts_ns);
+            batch.insert(0, Event::Lost { ts_ns, count: dropped, reason: LossReason::QueueFull });
+        }
+        let n = batch.len() as u64;
+        match events.try_send(std::mem::take(&mut batch)) {
+            Ok(()) => dropped = 0,
+            // Counted (and the builds marked) when the next batch gets through.
+            Err(mpsc::error::TrySendError::Full(_)) => dropped += n,
+            Err(mpsc::error::TrySendError::Closed(_)) => break,
+        }
+    }
+    // What the kernel still holds.
+    let mut rest = Vec::new();
+    while let Some(item) = ring.get_mut().next() {
+        capture.record(&item, &mut rest);
+    }
+    let _ = events.send(rest).await;
+}
+
+/// Puts events in time order, correlates them and finishes builds.
+async fn correlate(
+    mut events: mpsc::Receiver<Vec<Event>>,
+    builds: std::sync::mpsc::Sender<Build>,
+    shared: Arc<Shared>,
+    idle_timeout: Duration,
+) {
+    let mut correlator = Correlator::new();
+    let mut pending: Vec<Event> = Vec::new();
+    let mut tick = tokio::time::interval(TICK);
+    let finish = |finished: Vec<Build>| {
+        let metrics = shared.metrics.lock().unwrap_or_else(|p| p.into_inner());
+        for build in finished {
+            metrics.observe(&build);
+            let _ = builds.send(build);
+        }
+    };
+    loop {
+        tokio::select! {
+            batch = events.recv() => match batch {
+                Some(batch) => {
+                    let metrics = shared.metrics.lock().unwrap_or_else(|p| p.into_inner());
+                    metrics.events_processed.inc_by(batch.len() as u64);
+                    for event in &batch {
+                        if let Event::Lost { count, reason, .. } = event {
+                            metrics.lost(*reason, *count);
+                        }
+                    }
+                    drop(metrics);
+                    pending.extend(batch);
+                }
+                None => break,
+            },
+            _ = tick.tick() => {
+                let watermark = monotonic_ns().saturating_sub(REORDER_NS);
+                sort_events(&mut pending);
+                let ready = pending.partition_point(|e| matches!(e, Event::Clock { .. }) || e.ts_ns() < watermark);
+                for event in pending.drain(..ready) {
+                    correlator.push(&event);
+                }
+                let idle_before = watermark.saturating_sub(idle_timeout.as_nanos() as u64);
+                finish(correlator.take_finished(watermark.saturating_sub(SETTLE_NS), idle_before));
+                shared.metrics.lock().unwrap_or_else(|p| p.into_inner()).open_builds.set(correlator.open_builds() as i64);
+            }
+        }
+    }
+    // Stopping: everything that arrived, then every build as it stands.
+    sort_events(&mut pending);
+    for event in pending.drain(..) {
+        correlator.push(&event);
+    }
+    finish(correlator.take_finished(u64::MAX, u64::MAX));
+}
+
+/// The history writer: a thread of its own (SQLite is blocking), fed in order.
+fn spawn_writer(mut history: History, retention: Retention) -> (std::sync::mpsc::Sender<Build>, std::thread::JoinHandle<()>) {
+    let (tx, rx) = std::sync::mpsc::channel::<Build>();
+    let handle = std::thread::spawn(move || {
+        for build in rx {
+            if let Err(e) = history.insert(&build, retention, wall_ns()) {
+                tracing::error!("build {} not stored: {e}", build.id);
+            }
+        }
+    });
+    (tx, handle)
+}

@@ -1,0 +1,270 @@
+//! Prometheus metrics of the daemon (OpenMetrics text via prometheus-client).
+//! Labels are bounded: role, outcome, rcode, finding kind, module source,
+//! direction, program name. Never a module path, an address or a pid.
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::{Registry, Unit},
+};
+
+use crate::{
+    event::LossReason,
+    timeline::{Build, Outcome, SpanKind},
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RcodeLabels {
+    rcode: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleOutcomeLabels {
+    role: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleLabels {
+    role: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleDirectionLabels {
+    role: String,
+    direction: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceOutcomeLabels {
+    source: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProgramLabels {
+    program: String,
+}
+
+fn latency_buckets() -> Histogram {
+    // 1 ms … ~33 s: DNS answers, connects, handshakes, and the timeouts behind them.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 16))
+}
+
+fn serialize<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+pub struct Metrics {
+    registry: Registry,
+    builds: Family<OutcomeLabels, Counter>,
+    build_duration: Histogram,
+    dns_queries: Family<RcodeLabels, Counter>,
+    dns_latency: Histogram,
+    connects: Family<RoleOutcomeLabels, Counter>,
+    connect_latency: Family<RoleLabels, Histogram>,
+    tls_handshake: Family<RoleLabels, Histogram>,
+    bytes: Family<RoleDirectionLabels, Counter>,
+    module_fetches: Family<SourceOutcomeLabels, Counter>,
+    findings: Family<KindLabels, Counter>,
+    pub events_processed: Counter,
+    events_lost: Family<ReasonLabels, Counter>,
+    pub open_builds: Gauge,
+    pub queue_fill: Gauge<f64, std::sync::atomic::AtomicU64>,
+    program_runs: Family<ProgramLabels, Counter>,
+    program_run_time: Family<ProgramLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    /// Last kernel totals per program, to turn them into counter increments.
+    program_totals: std::collections::HashMap<String, (u64, f64)>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("gomod_trace");
+        let builds = Family::<OutcomeLabels, Counter>::default();
+        registry.register("builds", "Go builds traced to their end, by outcome (ok, failed, incomplete)", builds.clone());
+        let build_duration = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.1, 2.0, 14));
+        registry.register_with_unit("build_duration", "Wall time of traced Go builds", Unit::Seconds, build_duration.clone());
+        let dns_queries = Family::<RcodeLabels, Counter>::default();
+        registry.register("dns_queries", "DNS queries of builds, by answer code (timeout: no answer)", dns_queries.clone());
+        let dns_latency = latency_buckets();
+        registry.register_with_unit("dns_latency", "Time from a DNS query to its answer", Unit::Seconds, dns_latency.clone());
+        let connects = Family::<RoleOutcomeLabels, Counter>::default();
+        registry.register("connects", "TCP connects of builds, by role of the remote end and outcome", connects.clone());
+        let connect_latency = Family::<RoleLabels, Histogram>::new_with_constructor(latency_buckets);
+        registry.register_with_unit("connect_duration", "Time from SYN to established or failed", Unit::Seconds, connect_latency.clone());
+        let tls_handshake = Family::<RoleLabels, Histogram>::new_with_constructor(latency_buckets);
+        registry.register_with_unit("tls_handshake_duration", "Time from ClientHello to ServerHello (or failure)", Unit::Seconds, tls_handshake.clone());
+        let bytes = Family::<RoleDirectionLabels, Counter>::default();
+        registry.register_with_unit("transfer", "Payload bytes of build connections, by role and direction", Unit::Bytes, bytes.clone());
+        let module_fetches = Family::<SourceOutcomeLabels, Counter>::default();
+        registry.register("module_fetches", "Module fetches seen in the module cache, by source (proxy, direct) and outcome", module_fetches.clone());
+        let findings = Family::<KindLabels, Counter>::default();
+        registry.register("findings", "Findings of severity error or warning, by kind", findings.clone());
+        let events_processed = Counter::default();
+        registry.register("events_processed", "Kernel events decoded and correlated", events_processed.clone());
+        let events_lost = Family::<ReasonLabels, Counter>::default();
+        registry.register("events_lost", "Events lost: kernel ring buffer full, daemon queue full, undecodable", events_lost.clone());
+        // Every reason from the start, so that an alert on a rise sees the zero.
+        for reason in [LossReason::RingBufferFull, LossReason::QueueFull, LossReason::Undecodable] {
+            let _ = events_lost.get_or_create(&ReasonLabels { reason: serialize(&reason) });
+        }
+        let open_builds = Gauge::default();
+        registry.register("open_builds", "Builds started and not yet finished", open_builds.clone());
+        let queue_fill = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register("event_queue_fill_ratio", "How full the daemon's queue between ring-buffer reader and correlator is (0 to 1)", queue_fill.clone());
+        let program_runs = Family::<ProgramLabels, Counter>::default();
+        registry.register("bpf_program_runs", "Runs of each eBPF program (kernel BPF statistics)", program_runs.clone());
+        let program_run_time = Family::<ProgramLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register_with_unit("bpf_program_run_time", "Time spent in each eBPF program (kernel BPF statistics)", Unit::Seconds, program_run_time.clone());
+        Metrics {
+            registry,
+            builds,
+            build_duration,
+            dns_queries,
+            dns_latency,
+            connects,
+            connect_latency,
+            tls_handshake,
+            bytes,
+            module_fetches,
+            findings,
+            events_processed,
+            events_lost,
+            open_builds,
+            queue_fill,
+            program_runs,
+            program_run_time,
+            program_totals: Default::default(),
+        }
+    }
+
+    /// Counts lost events.
+    pub fn lost(&self, reason: LossReason, count: u64) {
+        self.events_lost.get_or_create(&ReasonLabels { reason: serialize(&reason) }).inc_by(count);
+    }
+
+    /// Adds the kernel's current totals for one program.
+    pub fn program_stats(&mut self, program: &str, runs: u64, run_time_s: f64) {
+        let labels = ProgramLabels { program: program.into() };
+        let (last_runs, last_time) = self.program_totals.get(program).copied().unwrap_or((0, 0.0));
+        if runs >= last_runs && run_time_s >= last_time {
+            self.program_runs.get_or_create(&labels).inc_by(runs - last_runs);
+            self.program_run_time.get_or_create(&labels).inc_by(run_time_s - last_time);
+        }
+        self.program_totals.insert(program.into(), (runs, run_time_s));
+    }
+
+    /// Accounts one finished build.
+    pub fn observe(&self, build: &Build) {
+        let outcome = match (build.complete, build.exit_code) {
+            (false, _) => "incomplete",
+            (true, Some(0)) => "ok",
+            (true, _) => "failed",
+        };
+        self.builds.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc();
+        if let Some(end) = build.spans.first().and_then(|s| s.duration_ms) {
+            self.build_duration.observe(end / 1000.0);
+        }
+        for span in &build.spans {
+            let role = serialize(&span.role);
+            let outcome = span.outcome.map(|o| o.as_str().to_string()).unwrap_or_else(|| "unknown".into());
+            let seconds = span.duration_ms.unwrap_or(0.0) / 1000.0;
+            match span.kind {
+                SpanKind::Dns => {
+                    let rcode = match span.outcome {
+                        Some(Outcome::Timeout) => "timeout".to_string(),
+                        _ => span.attrs.get("rcode").and_then(|v| v.as_str()).unwrap_or("unknown").to_string(),
+                    };
+                    self.dns_queries.get_or_create(&RcodeLabels { rcode }).inc();
+                    if span.outcome != Some(Outcome::Timeout) {
+                        self.dns_latency.observe(seconds);
+                    }
+                }
+                SpanKind::Connect => {
+                    self.connects.get_or_create(&RoleOutcomeLabels { role: role.clone(), outcome }).inc();
+                    self.connect_latency.get_or_create(&RoleLabels { role }).observe(seconds);
+                }
+                SpanKind::Tls => self.tls_handshake.get_or_create(&RoleLabels { role }).observe(seconds),
+                SpanKind::Transfer => {
+                    for (direction, attr) in [("sent", "bytes_sent"), ("received", "bytes_received")] {
+                        let n = span.attrs.get(attr).and_then(|v| v.as_u64()).unwrap_or(0);
+                        self.bytes.get_or_create(&RoleDirectionLabels { role: role.clone(), direction: direction.into() }).inc_by(n);
+                    }
+                }
+                SpanKind::Module => {
+                    let source = span.attrs.get("source").and_then(|v| v.as_str()).unwrap_or("unknown").to_string();
+                    self.module_fetches.get_or_create(&SourceOutcomeLabels { source, outcome }).inc();
+                }
+                SpanKind::Process | SpanKind::Http => {}
+            }
+        }
+        for finding in &build.findings {
+            if finding.severity >= crate::timeline::Severity::Warning {
+                self.findings.get_or_create(&KindLabels { kind: finding.kind.clone() }).inc();
+            }
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = encode(&mut out, &self.registry) {
+            tracing::warn!("cannot encode metrics: {e}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{correlate::Correlator, record};
+
+    fn fixture(name: &str) -> Build {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(format!("{name}.jsonl"));
+        Correlator::timeline(record::read(&path).unwrap()).builds.remove(0)
+    }
+
+    #[test]
+    fn builds_become_bounded_series() {
+        let metrics = Metrics::new();
+        metrics.observe(&fixture("clean_download"));
+        metrics.observe(&fixture("sumdb_dropped_remote"));
+        let text = metrics.encode();
+        for line in [
+            "gomod_trace_builds_total{outcome=\"ok\"} 1",
+            "gomod_trace_builds_total{outcome=\"failed\"} 1",
+            "gomod_trace_findings_total{kind=\"sumdb_unreachable\"} 1",
+            "gomod_trace_connects_total{role=\"sumdb\",outcome=\"timeout\"} 1",
+            "gomod_trace_module_fetches_total{source=\"proxy\",outcome=\"ok\"} 24",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        assert!(text.contains("# TYPE gomod_trace_dns_latency_seconds histogram"));
+        assert!(text.ends_with("# EOF\n"));
+        // No addresses, module paths or pids in any label.
+        for forbidden in ["10.231.", "lab.test/mod", "pid="] {
+            assert!(!text.contains(forbidden), "{forbidden} in metrics");
+        }
+    }
+}

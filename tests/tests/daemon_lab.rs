@@ -1,0 +1,266 @@
+//! `gomod-trace daemon` on the host while the lab's client runs builds the daemon
+//! did not start: concurrent builds all recorded with the right findings, the
+//! API and metrics, malformed requests, a second instance, SIGTERM, and `kill -9`
+//! with a restart that keeps every completed build. Needs root; under CI=true it
+//! must not skip.
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use gomod_trace_lab::{Lab, PROXY_NAME, gomod_trace_bin, lab_available};
+use serde_json::Value;
+
+/// A daemon process, killed when dropped.
+struct Daemon {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Daemon {
+    fn start(data_dir: &Path) -> Daemon {
+        // A free port on loopback, then released for the daemon to bind.
+        let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let child = Command::new(gomod_trace_bin())
+            .args(["daemon", "--listen", &addr.to_string(), "--data-dir"])
+            .arg(data_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the daemon");
+        let daemon = Daemon { child, addr };
+        wait_until("the daemon to be ready", Duration::from_secs(30), || {
+            get(daemon.addr, "/readyz").is_ok_and(|(status, _)| status == 200)
+        });
+        daemon
+    }
+
+    /// Sends a signal; returns the exit status.
+    fn stop(mut self, signal: &str) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the daemon did not stop on {signal}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stderr(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut text = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut text);
+        }
+        text
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A raw HTTP/1.1 exchange: what a client sends, status and body back.
+fn exchange(addr: SocketAddr, request: &[u8]) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(request)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    exchange(addr, format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+}
+
+fn get_json(addr: SocketAddr, path: &str) -> (u16, Value) {
+    let (status, body) = get(addr, path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    (status, serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}")))
+}
+
+/// Builds the daemon recorded, newest first.
+fn recorded(addr: SocketAddr) -> Vec<Value> {
+    let (status, body) = get_json(addr, "/api/v1/builds?limit=1000");
+    assert_eq!(status, 200, "{body}");
+    body["builds"].as_array().cloned().unwrap_or_default()
+}
+
+fn downloads(builds: &[Value]) -> Vec<&Value> {
+    builds.iter().filter(|b| b["command"] == serde_json::json!(["go", "mod", "download"])).collect()
+}
+
+#[test]
+fn daemon_records_concurrent_builds_it_did_not_start() {
+    if !lab_available("daemon_records_concurrent_builds_it_did_not_start") {
+        return;
+    }
+    let mut lab = Lab::start();
+    lab.require_modules(4);
+    let data = lab.path("daemon-data");
+    let daemon = Daemon::start(&data);
+
+    // A second daemon on the same data directory refuses to attach twice.
+    let second = Command::new(gomod_trace_bin())
+        .args(["daemon", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(70));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another gomod-trace daemon"));
+
+    // Ten builds at once, each with its own module cache: eight through the
+    // proxy, two at a port where nothing listens.
+    let mut children = Vec::new();
+    for i in 0..10 {
+        let modcache = lab.path(&format!("modcache-{i}"));
+        let modcache = modcache.to_str().unwrap();
+        let goproxy = if i < 8 { format!("https://{PROXY_NAME}") } else { format!("https://{PROXY_NAME}:8443") };
+        let mut command = lab.client_command(&["go", "mod", "download"], &[("GOPROXY", &goproxy), ("GOMODCACHE", modcache)]);
+        children.push((i, command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()));
+    }
+    for (i, mut child) in children {
+        let status = child.wait().unwrap();
+        assert_eq!(status.success(), i < 8, "build {i}: {status}");
+    }
+    wait_until("ten builds in the history", Duration::from_secs(30), || downloads(&recorded(daemon.addr)).len() >= 10);
+    let builds = recorded(daemon.addr);
+    let downloads = downloads(&builds);
+    assert_eq!(downloads.len(), 10, "{builds:#?}");
+    let (ok, failed): (Vec<&Value>, Vec<&Value>) = downloads.iter().copied().partition(|b| b["exit_code"] == 0);
+    assert_eq!((ok.len(), failed.len()), (8, 2));
+    for b in &ok {
+        assert_eq!(b["findings"], serde_json::json!([]), "{b:#}");
+        assert_eq!(b["complete"], true);
+        // The whole timeline: four modules through the proxy.
+        let (status, t) = get_json(daemon.addr, &format!("/api/v1/builds/{}", b["id"].as_str().unwrap()));
+        assert_eq!(status, 200);
+        assert_eq!(t["schema_version"], 1);
+        let modules = t["builds"][0]["spans"].as_array().unwrap().iter().filter(|s| s["kind"] == "module").count();
+        assert_eq!(modules, 4, "{t:#}");
+    }
+    for b in &failed {
+        assert_eq!(b["findings"], serde_json::json!(["connect_refused"]), "{b:#}");
+    }
+
+    // Filters and pages.
+    let (_, only_failed) = get_json(daemon.addr, "/api/v1/builds?failed=true&kind=connect_refused");
+    assert_eq!(only_failed["builds"].as_array().unwrap().len(), 2);
+    let (_, page) = get_json(daemon.addr, "/api/v1/builds?limit=3&page=2&since=1h");
+    assert_eq!((page["builds"].as_array().unwrap().len(), page["page"].as_u64()), (3, Some(2)));
+
+    // Metrics: OpenMetrics text with the builds and findings counted.
+    let (status, metrics) = get(daemon.addr, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    for line in [
+        "gomod_trace_builds_total{outcome=\"failed\"} 2",
+        "gomod_trace_findings_total{kind=\"connect_refused\"} 2",
+        "gomod_trace_connects_total{role=\"proxy\",outcome=\"refused\"}",
+        "gomod_trace_module_fetches_total{source=\"proxy\",outcome=\"ok\"} 32",
+        "gomod_trace_events_lost_total{reason=\"ring_buffer_full\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} not in:\n{metrics}");
+    }
+    assert!(metrics.contains("gomod_trace_builds_total{outcome=\"ok\"}"));
+    assert!(!metrics.contains(&lab.ip_of(PROXY_NAME).to_string()), "no addresses in labels");
+
+    // Malformed requests: 4xx with a JSON error, never a crash.
+    for (path, status) in [
+        ("/api/v1/builds?limit=0", 400),
+        ("/api/v1/builds?since=yesterday", 400),
+        ("/api/v1/builds?kind=nope", 400),
+        ("/api/v1/builds?page=-1", 400),
+        ("/api/v1/builds?color=blue", 400),
+        ("/api/v1/builds/..%2f..%2fetc", 400),
+        ("/api/v1/builds/12345-67890", 404),
+        ("/nowhere", 404),
+    ] {
+        let (got, body) = get_json(daemon.addr, path);
+        assert_eq!(got, status, "{path}: {body}");
+        assert!(body["error"].is_string(), "{path}: {body}");
+    }
+    let (got, _) = exchange(daemon.addr, b"POST /api/v1/builds HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    assert_eq!(got, 405);
+    let (got, _) = exchange(daemon.addr, b"\x16\x03\x01garbage\r\n\r\n").unwrap();
+    assert_eq!(got, 400, "not HTTP");
+    assert_eq!(get(daemon.addr, "/healthz").unwrap().0, 200, "still serving");
+
+    // SIGTERM: stop, flush, exit 0.
+    let status = daemon.stop("TERM");
+    assert_eq!(status.code(), Some(0), "{status}");
+}
+
+#[test]
+fn kill_9_loses_no_completed_build() {
+    if !lab_available("kill_9_loses_no_completed_build") {
+        return;
+    }
+    let mut lab = Lab::start();
+    lab.require_modules(2);
+    let data = lab.path("daemon-data");
+    let daemon = Daemon::start(&data);
+    for i in 0..3 {
+        let modcache = lab.path(&format!("modcache-{i}"));
+        let status = lab
+            .client_command(&["go", "mod", "download"], &[("GOMODCACHE", modcache.to_str().unwrap())])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    wait_until("three builds in the history", Duration::from_secs(30), || downloads(&recorded(daemon.addr)).len() >= 3);
+    // A build in flight when the daemon dies: a stalled download.
+    let mut stalled = lab
+        .client_command(&["go", "mod", "download"], &[("GOPROXY", "https://stall.lab.test"), ("GOMODCACHE", lab.path("modcache-stall").to_str().unwrap())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let status = daemon.stop("KILL");
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
+    let _ = stalled.kill();
+    let _ = stalled.wait();
+
+    // The database is sound and holds every completed build.
+    let check = Command::new("python3")
+        .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute('PRAGMA integrity_check').fetchone()[0])"])
+        .arg(data.join("history.sqlite3"))
+        .output()
+        .expect("python3's sqlite3");
+    assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), "ok", "{}", String::from_utf8_lossy(&check.stderr));
+    let daemon = Daemon::start(&data);
+    let builds = recorded(daemon.addr);
+    assert_eq!(downloads(&builds).iter().filter(|b| b["exit_code"] == 0).count(), 3, "{builds:#?}");
+    // The CLI reads the same history.
+    let out = Command::new(gomod_trace_bin()).args(["builds", "--json", "--data-dir"]).arg(&data).output().unwrap();
+    assert!(out.status.success());
+    let listed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(downloads(&listed).len(), downloads(&builds).len());
+    let id = downloads(&listed)[0]["id"].as_str().unwrap().to_string();
+    let out = Command::new(gomod_trace_bin()).args(["export", &id, "--format", "json", "--data-dir"]).arg(&data).output().unwrap();
+    assert!(out.status.success());
+    let t: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(t["builds"][0]["id"], id.as_str());
+    let stderr = daemon.stderr();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
