@@ -752,8 +752,11 @@ impl SocketState {
     pub fn finish(self, b: &mut BuildState, end: u64) {
         for (_, span) in self.dns {
             let s = &mut b.spans[span];
-            let deadline = (s.start_ns + DNS_TIMEOUT_NS).min(end);
-            s.end(deadline, Some(Outcome::Timeout));
+            let deadline = s.start_ns + DNS_TIMEOUT_NS;
+            // Unanswered for Go's whole timeout, or only cut short by the end of
+            // the build (a lookup the build no longer waited for): not a timeout.
+            let outcome = if end >= deadline { Outcome::Timeout } else { Outcome::Aborted };
+            s.end(deadline.min(end), Some(outcome));
             s.attrs.insert("answered".into(), false.into());
         }
     }
