@@ -14,6 +14,7 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 
 mod bench;
+mod deploy;
 use clap::{Parser, Subcommand};
 
 /// The bpf-linker release known to build against the nightly's LLVM here.
@@ -223,6 +224,7 @@ pub(crate) fn setup() -> Result<()> {
     setup_packages()?;
     setup_rust_src()?;
     setup_bpf_linker()?;
+    deploy::setup()?;
     step(&format!("setup done in {:.1} s", started.elapsed().as_secs_f64()));
     Ok(())
 }
@@ -284,6 +286,9 @@ fn test() -> Result<()> {
     let mut tally = Tally::default();
     step("unit, replay and parser tests");
     let unit = tally.cargo_test(&["--workspace", "--exclude", "gomod-trace-lab"]);
+    step("deploy/ manifests");
+    let checked = deploy::check(&gomod_trace_lab::gomod_trace_bin())?;
+    step(&format!("deploy/: {checked} files verified"));
     step("lab tests (root, network namespaces, real go; one at a time)");
     let lab = unit.and_then(|()| tally.cargo_test(&["-p", "gomod-trace-lab", "--", "--test-threads=1"]));
     println!("xtask: {} passed, {} failed, {} skipped", tally.passed, tally.failed, tally.ignored);
