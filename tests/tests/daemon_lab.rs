@@ -264,3 +264,74 @@ fn kill_9_loses_no_completed_build() {
     let stderr = daemon.stderr();
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// Percent-encodes a PromQL query for a URL.
+fn encode_query(query: &str) -> String {
+    query.bytes().map(|b| if b.is_ascii_alphanumeric() || b"_.-".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+/// The value of an instant PromQL query, if it returned one sample.
+fn promql(prometheus: SocketAddr, query: &str) -> Option<f64> {
+    let (status, body) = get(prometheus, &format!("/api/v1/query?query={}", encode_query(query))).ok()?;
+    let body: Value = serde_json::from_str(&body).ok()?;
+    if status != 200 || body["status"] != "success" {
+        return None;
+    }
+    let result = body["data"]["result"].as_array()?;
+    (result.len() == 1).then(|| result[0]["value"][1].as_str()?.parse().ok()).flatten()
+}
+
+#[test]
+fn prometheus_scrapes_the_daemon() {
+    if !lab_available("prometheus_scrapes_the_daemon") {
+        return;
+    }
+    let prometheus_bin = Path::new("/usr/bin/prometheus");
+    assert!(prometheus_bin.exists(), "Debian's prometheus is not installed (cargo xtask setup installs it)");
+    let mut lab = Lab::start();
+    lab.require_modules(2);
+    let daemon = Daemon::start(&lab.path("daemon-data"));
+    for (i, goproxy) in [format!("https://{PROXY_NAME}"), format!("https://{PROXY_NAME}:8443")].iter().enumerate() {
+        let modcache = lab.path(&format!("modcache-{i}"));
+        let overrides = [("GOPROXY", goproxy.as_str()), ("GOMODCACHE", modcache.to_str().unwrap())];
+        let status = lab.client_command(&["go", "mod", "download"], &overrides).output().unwrap().status;
+        assert_eq!(status.success(), i == 0);
+    }
+    wait_until("two builds in the history", Duration::from_secs(30), || downloads(&recorded(daemon.addr)).len() >= 2);
+
+    // A real Prometheus, scraping the daemon every second.
+    let config = lab.path("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: gomod-trace\n    static_configs:\n      - targets: ['{}']\n",
+            daemon.addr
+        ),
+    )
+    .unwrap();
+    let web = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut prometheus = Command::new(prometheus_bin)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", lab.path("prometheus-data").display()))
+        .arg(format!("--web.listen-address={web}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    let result = std::panic::catch_unwind(|| {
+        wait_until("Prometheus to scrape the daemon", Duration::from_secs(60), || {
+            promql(web, "up{job=\"gomod-trace\"}") == Some(1.0)
+                && promql(web, "sum(gomod_trace_builds_total{job=\"gomod-trace\"})") == Some(2.0)
+        });
+        assert_eq!(promql(web, "gomod_trace_builds_total{outcome=\"failed\"}"), Some(1.0));
+        assert_eq!(promql(web, "gomod_trace_findings_total{kind=\"connect_refused\"}"), Some(1.0));
+        assert_eq!(promql(web, "sum(gomod_trace_module_fetches_total{source=\"proxy\",outcome=\"ok\"})"), Some(2.0));
+        assert!(promql(web, "sum(gomod_trace_bpf_program_runs_total)").is_some_and(|n| n > 0.0));
+        assert!(promql(web, "histogram_quantile(0.5, sum by (le) (gomod_trace_connect_duration_seconds_bucket))").is_some());
+    });
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}

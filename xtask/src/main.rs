@@ -20,8 +20,9 @@ use clap::{Parser, Subcommand};
 /// The bpf-linker release known to build against the nightly's LLVM here.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages: the Go toolchains, the lab's peers and tools (git serves and
-/// fetches direct modules; golang.org/x/mod builds the checksum database).
-const PACKAGES: [&str; 9] = [
+/// fetches direct modules; golang.org/x/mod builds the checksum database;
+/// Prometheus scrapes the daemon).
+const PACKAGES: [&str; 10] = [
     "golang-go",
     "golang-1.23-go",
     "golang-golang-x-mod-dev",
@@ -31,6 +32,8 @@ const PACKAGES: [&str; 9] = [
     "iproute2",
     "ca-certificates",
     "bpftool",
+    // The real Prometheus that scrapes the daemon in the lab.
+    "prometheus",
 ];
 /// Packages that come from the release's backports suite.
 const BACKPORTS_PACKAGES: [&str; 1] = ["golang-1.23-go"];
@@ -288,7 +291,7 @@ fn test() -> Result<()> {
     let unit = tally.cargo_test(&["--workspace", "--exclude", "gomod-trace-lab"]);
     step("deploy/ manifests");
     let checked = deploy::check(&gomod_trace_lab::gomod_trace_bin())?;
-    step(&format!("deploy/: {checked} files verified"));
+    step(&format!("deploy/: {checked}"));
     step("lab tests (root, network namespaces, real go; one at a time)");
     let lab = unit.and_then(|()| tally.cargo_test(&["-p", "gomod-trace-lab", "--", "--test-threads=1"]));
     println!("xtask: {} passed, {} failed, {} skipped", tally.passed, tally.failed, tally.ignored);
