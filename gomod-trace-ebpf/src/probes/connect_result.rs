@@ -13,7 +13,7 @@ use aya_ebpf::{
 };
 use gomod_trace_ebpf::{ConnectErrorRecord, kind};
 
-use crate::wire::{config, reserve, tracked_build};
+use crate::wire::{config, reserve, tracepoint_u64, tracked_build};
 
 const EINPROGRESS: i64 = 115;
 const SOL_SOCKET: u64 = 1;
@@ -22,12 +22,6 @@ const SO_ERROR: u64 = 4;
 /// Thread id → where its `getsockopt(SO_ERROR)` writes the error.
 #[map]
 static SO_ERROR_READS: HashMap<u32, u64> = HashMap::with_max_entries(4096, 0);
-
-#[inline(always)]
-fn field(ctx: &TracePointContext, offset: u32) -> Option<u64> {
-    // SAFETY: a probe read of the tracepoint's own record.
-    unsafe { ctx.read_at::<u64>(offset as usize) }.ok()
-}
 
 fn emit(build: u32, errno: i32) -> Option<()> {
     let mut record = reserve::<ConnectErrorRecord>(kind::CONNECT_ERROR)?;
@@ -49,7 +43,7 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
 
 fn on_connect_exit(ctx: &TracePointContext) -> Option<()> {
     let build = tracked_build(ctx.tgid())?;
-    let ret = field(ctx, config()?.tracepoints.connect_ret)? as i64;
+    let ret = tracepoint_u64(ctx, config()?.tracepoints.connect_ret)? as i64;
     if ret >= 0 || ret == -EINPROGRESS {
         return None;
     }
@@ -65,12 +59,12 @@ pub fn sys_enter_getsockopt(ctx: TracePointContext) -> u32 {
 fn on_getsockopt_enter(ctx: &TracePointContext) -> Option<()> {
     tracked_build(ctx.tgid())?;
     let t = &config()?.tracepoints;
-    if field(ctx, t.getsockopt_level)? as u32 as u64 != SOL_SOCKET
-        || field(ctx, t.getsockopt_optname)? as u32 as u64 != SO_ERROR
+    if tracepoint_u64(ctx, t.getsockopt_level)? as u32 as u64 != SOL_SOCKET
+        || tracepoint_u64(ctx, t.getsockopt_optname)? as u32 as u64 != SO_ERROR
     {
         return None;
     }
-    let optval = field(ctx, t.getsockopt_optval)?;
+    let optval = tracepoint_u64(ctx, t.getsockopt_optval)?;
     let tid = bpf_get_current_pid_tgid() as u32;
     SO_ERROR_READS.insert(&tid, &optval, 0).ok()
 }
@@ -87,7 +81,7 @@ fn on_getsockopt_exit(ctx: &TracePointContext) -> Option<()> {
     // SAFETY: the value is copied out before it is removed.
     let optval = *unsafe { SO_ERROR_READS.get(&tid) }?;
     let _ = SO_ERROR_READS.remove(&tid);
-    if field(ctx, config()?.tracepoints.getsockopt_ret)? as i64 != 0 {
+    if tracepoint_u64(ctx, config()?.tracepoints.getsockopt_ret)? as i64 != 0 {
         return None;
     }
     // SAFETY: a checked read of user memory the syscall just wrote.

@@ -8,17 +8,11 @@ use aya_ebpf::{
 };
 use gomod_trace_ebpf::{FileRecord, PATH_CAPTURE, file_op, kind};
 
-use crate::wire::{config, reserve, tracked_build};
+use crate::wire::{config, reserve, tracepoint_u64, tracked_build};
 
 const O_WRONLY: u64 = 0o1;
 const O_RDWR: u64 = 0o2;
 const O_CREAT: u64 = 0o100;
-
-#[inline(always)]
-fn arg(ctx: &TracePointContext, offset: u32) -> Option<u64> {
-    // SAFETY: a probe read of the tracepoint's own record.
-    unsafe { ctx.read_at::<u64>(offset as usize) }.ok()
-}
 
 /// Copies a user-space string into a record field; returns its length.
 ///
@@ -56,10 +50,10 @@ fn on_openat(ctx: &TracePointContext) -> Option<()> {
     // The one lookup first: most opens on a machine are not a build's.
     tracked_build(ctx.tgid())?;
     let t = &config()?.tracepoints;
-    if arg(ctx, t.openat_flags)? & (O_WRONLY | O_RDWR | O_CREAT) == 0 {
+    if tracepoint_u64(ctx, t.openat_flags)? & (O_WRONLY | O_RDWR | O_CREAT) == 0 {
         return None;
     }
-    emit(ctx, file_op::OPEN, arg(ctx, t.openat_filename)?, 0)
+    emit(ctx, file_op::OPEN, tracepoint_u64(ctx, t.openat_filename)?, 0)
 }
 
 #[tracepoint]
@@ -82,7 +76,7 @@ fn on_rename(ctx: &TracePointContext, two: bool) -> Option<()> {
     } else {
         (t.renameat_oldname, t.renameat_newname)
     };
-    emit(ctx, file_op::RENAME, arg(ctx, old)?, arg(ctx, new)?)
+    emit(ctx, file_op::RENAME, tracepoint_u64(ctx, old)?, tracepoint_u64(ctx, new)?)
 }
 
 #[tracepoint]
@@ -94,5 +88,5 @@ pub fn sys_enter_unlinkat(ctx: TracePointContext) -> u32 {
 fn on_unlinkat(ctx: &TracePointContext) -> Option<()> {
     tracked_build(ctx.tgid())?;
     let t = &config()?.tracepoints;
-    emit(ctx, file_op::UNLINK, arg(ctx, t.unlinkat_pathname)?, 0)
+    emit(ctx, file_op::UNLINK, tracepoint_u64(ctx, t.unlinkat_pathname)?, 0)
 }

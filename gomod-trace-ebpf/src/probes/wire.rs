@@ -47,6 +47,14 @@ pub fn current_tgid() -> u32 {
     (bpf_get_current_pid_tgid() >> 32) as u32
 }
 
+/// A 64-bit field of a tracepoint's record (a syscall argument or return value),
+/// at an offset userspace read from the tracepoint's format.
+#[inline(always)]
+pub fn tracepoint_u64(ctx: &aya_ebpf::programs::TracePointContext, offset: u32) -> Option<u64> {
+    // SAFETY: a probe read of the tracepoint's own record.
+    unsafe { ctx.read_at::<u64>(offset as usize) }.ok()
+}
+
 /// The build a process belongs to, if it is TRACKED: the one lookup every
 /// process-context program makes first.
 #[inline(always)]

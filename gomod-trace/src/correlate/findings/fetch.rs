@@ -158,6 +158,16 @@ impl<'a> Fetch<'a> {
             .collect()
     }
 
+    /// Transfers to a proxy or VCS host that were open at some time in [start, end].
+    fn fetch_transfers(&self, start: u64, end: u64) -> impl Iterator<Item = (usize, &'a SpanState)> + 'a {
+        self.spans().filter(move |(_, s)| {
+            s.kind == SpanKind::Transfer
+                && matches!(s.role, Role::Proxy | Role::Vcs)
+                && s.start_ns <= end
+                && s.end_ns.is_none_or(|e| e >= start)
+        })
+    }
+
     /// Failure 4: the checksum database could not be reached. cmd/go has no
     /// fallback for it, so the build fails even when the proxy works.
     fn sumdb_unreachable(&self) -> Option<Finding> {
@@ -434,13 +444,7 @@ impl<'a> Fetch<'a> {
             }
             let (start, end) = interval(module);
             let stalled = self
-                .spans()
-                .filter(|(_, s)| {
-                    s.kind == SpanKind::Transfer
-                        && matches!(s.role, Role::Proxy | Role::Vcs)
-                        && s.start_ns <= end
-                        && s.end_ns.is_none_or(|e| e >= start)
-                })
+                .fetch_transfers(start, end)
                 .filter_map(|(i, s)| {
                     // The longest silence of the connection, if it overlaps the zip.
                     let silence_ms = num_attr(s, "longest_silence_ms")?;
@@ -482,13 +486,7 @@ impl<'a> Fetch<'a> {
             let Some(done) = done.filter(|d| d - started >= SLOW_ZIP_NS) else { continue };
             // The connection that received the most while the zip arrived.
             let host = self
-                .spans()
-                .filter(|(_, s)| {
-                    s.kind == SpanKind::Transfer
-                        && matches!(s.role, Role::Proxy | Role::Vcs)
-                        && s.start_ns <= done
-                        && s.end_ns.is_none_or(|e| e >= started)
-                })
+                .fetch_transfers(started, done)
                 .max_by_key(|(_, s)| s.attrs.get("bytes_received").and_then(Value::as_u64).unwrap_or(0))
                 .map(|(_, s)| s.host.clone().unwrap_or_else(|| destination(s)));
             let entry = by_host.entry(host.unwrap_or_else(|| "an unknown host".into())).or_default();
