@@ -193,8 +193,6 @@ pub struct Lab {
     children: Vec<Child>,
     /// Directory of the `go` the client runs (first on its PATH).
     go_dir: String,
-    /// Modules the client's go.mod requires.
-    required: Vec<String>,
 }
 
 /// A traced `go mod download` and what it left behind.
@@ -235,7 +233,6 @@ impl Lab {
             dir: tempfile::Builder::new().prefix("gomod-trace-lab-").tempdir().expect("temp dir"),
             children: Vec::new(),
             go_dir: GO_TOOLCHAINS[0].1.to_string(),
-            required: Vec::new(),
         };
         // From here on, Drop cleans up whatever was created.
         let (c, s) = (lab.client_ns.clone(), lab.server_ns.clone());
@@ -359,13 +356,13 @@ impl Lab {
     }
 
     /// Writes the client's go.mod, requiring the first `count` lab modules.
-    pub fn require_modules(&mut self, count: usize) {
+    pub fn require_modules(&self, count: usize) {
         let modules: Vec<String> = (1..=count.min(MODULES)).map(|i| format!("lab.test/mod{i:02}")).collect();
         self.require(&modules.iter().map(String::as_str).collect::<Vec<_>>());
     }
 
     /// Writes the client's go.mod, requiring these modules at v1.0.0.
-    pub fn require(&mut self, modules: &[&str]) {
+    pub fn require(&self, modules: &[&str]) {
         let work = self.path("work");
         std::fs::create_dir_all(&work).expect("work dir");
         let mut gomod = String::from("module lab.test/app\n\ngo 1.19\n\nrequire (\n");
@@ -374,12 +371,6 @@ impl Lab {
         }
         gomod.push_str(")\n");
         std::fs::write(work.join("go.mod"), gomod).expect("go.mod");
-        self.required = modules.iter().map(|m| m.to_string()).collect();
-    }
-
-    /// Modules the client's go.mod requires.
-    pub fn required(&self) -> &[String] {
-        &self.required
     }
 
     /// Adds nftables rules in the client namespace (they vanish with it).

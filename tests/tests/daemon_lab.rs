@@ -115,7 +115,7 @@ fn daemon_records_concurrent_builds_it_did_not_start() {
     if !lab_available("daemon_records_concurrent_builds_it_did_not_start") {
         return;
     }
-    let mut lab = Lab::start();
+    let lab = Lab::start();
     lab.require_modules(4);
     let data = lab.path("daemon-data");
     let daemon = Daemon::start(&data);
@@ -215,7 +215,7 @@ fn kill_9_loses_no_completed_build() {
     if !lab_available("kill_9_loses_no_completed_build") {
         return;
     }
-    let mut lab = Lab::start();
+    let lab = Lab::start();
     lab.require_modules(2);
     let data = lab.path("daemon-data");
     let daemon = Daemon::start(&data);
@@ -288,7 +288,7 @@ fn prometheus_scrapes_the_daemon() {
     }
     let prometheus_bin = Path::new("/usr/bin/prometheus");
     assert!(prometheus_bin.exists(), "Debian's prometheus is not installed (cargo xtask setup installs it)");
-    let mut lab = Lab::start();
+    let lab = Lab::start();
     lab.require_modules(2);
     let daemon = Daemon::start(&lab.path("daemon-data"));
     for (i, goproxy) in [format!("https://{PROXY_NAME}"), format!("https://{PROXY_NAME}:8443")].iter().enumerate() {

@@ -318,7 +318,7 @@ fn demo() -> Result<()> {
     drop(lab);
 
     println!("== 2. the same, with nftables on the agent dropping packets to the proxy (about 30 s)\n");
-    let mut lab = gomod_trace_lab::Lab::start();
+    let lab = gomod_trace_lab::Lab::start();
     lab.require_modules(1);
     lab.client_firewall(&format!(
         "table inet gomod_trace_demo {{\n chain out {{\n  type filter hook output priority 0;\n  ip daddr {} tcp dport 443 drop\n }}\n}}\n",
@@ -330,7 +330,7 @@ fn demo() -> Result<()> {
     drop(lab);
 
     println!("\n== 3. a proxy that answers 404 (plain HTTP), so Go falls back to git for two modules\n");
-    let mut lab = gomod_trace_lab::Lab::start();
+    let lab = gomod_trace_lab::Lab::start();
     lab.require_modules(2);
     let run = lab.traced_download("http://s404.lab.test,direct", Duration::from_secs(120));
     println!("{}", run.waterfall());

@@ -763,7 +763,7 @@ impl SocketState {
 }
 
 /// Is this `comm` one of the programs cmd/go runs for a direct fetch?
-fn is_vcs_command(comm: &str) -> bool {
+pub(super) fn is_vcs_command(comm: &str) -> bool {
     VCS_COMMANDS.contains(&comm) || comm.starts_with("git-remote-")
 }
 

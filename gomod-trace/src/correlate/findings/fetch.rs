@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{address, covered_ns, destination, seconds};
 use crate::{
-    correlate::state::{BuildState, SpanState},
+    correlate::state::{BuildState, SpanState, is_vcs_command},
     goenv::{self, ProxyEntry, SumDb},
     timeline::{Finding, Outcome, Role, Severity, SpanKind, millis},
 };
@@ -152,7 +152,7 @@ impl<'a> Fetch<'a> {
         self.spans()
             .filter(|(_, s)| {
                 s.role == Role::Vcs && matches!(s.kind, SpanKind::Connect | SpanKind::Tls)
-                    || s.kind == SpanKind::Process && str_attr(s, "comm").is_some_and(|c| c == "git" || c == "hg")
+                    || s.kind == SpanKind::Process && str_attr(s, "comm").is_some_and(is_vcs_command)
             })
             .map(|(i, _)| i)
             .collect()
