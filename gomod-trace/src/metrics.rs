@@ -85,6 +85,7 @@ pub struct Metrics {
     events_lost: Family<ReasonLabels, Counter>,
     pub open_builds: Gauge,
     pub queue_fill: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub ring_fill: Gauge<f64, std::sync::atomic::AtomicU64>,
     program_runs: Family<ProgramLabels, Counter>,
     program_run_time: Family<ProgramLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     /// Last kernel totals per program, to turn them into counter increments.
@@ -132,6 +133,12 @@ impl Metrics {
         registry.register("open_builds", "Builds started and not yet finished", open_builds.clone());
         let queue_fill = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register("event_queue_fill_ratio", "How full the daemon's queue between ring-buffer reader and correlator is (0 to 1)", queue_fill.clone());
+        let ring_fill = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "ring_buffer_fill_ratio",
+            "Highest fill of the kernel ring buffer (0 to 1) the reader found on waking in the last statistics interval (5 s)",
+            ring_fill.clone(),
+        );
         let program_runs = Family::<ProgramLabels, Counter>::default();
         registry.register("bpf_program_runs", "Runs of each eBPF program (kernel BPF statistics)", program_runs.clone());
         let program_run_time = Family::<ProgramLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
@@ -152,6 +159,7 @@ impl Metrics {
             events_lost,
             open_builds,
             queue_fill,
+            ring_fill,
             program_runs,
             program_run_time,
             program_totals: Default::default(),

@@ -335,3 +335,78 @@ fn prometheus_scrapes_the_daemon() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// The value of a metric line (`name{labels} value`) in the daemon's /metrics.
+fn metric(addr: SocketAddr, series: &str) -> Option<f64> {
+    let (_, text) = get(addr, "/metrics").ok()?;
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// A `go generate` whose generator writes far more file records than the 8 MiB
+/// kernel ring buffer holds while the daemon is stopped (SIGSTOP): the programs
+/// fail to reserve, the losses are counted, and once the daemon runs again the
+/// build is recorded incomplete, the lost events and the ring's fill show in the
+/// metrics, and the daemon goes on tracing.
+#[test]
+fn a_full_ring_buffer_is_counted_and_marks_the_build_incomplete() {
+    if !lab_available("a_full_ring_buffer_is_counted_and_marks_the_build_incomplete") {
+        return;
+    }
+    let lab = Lab::start();
+    let daemon = Daemon::start(&lab.path("daemon-data"));
+    let pid = daemon.child.id().to_string();
+
+    // ~40 000 opens for writing, each a file record of about 550 bytes: 20 MiB.
+    // The generator wakes the daemon itself once it is done, so that the exits
+    // that follow find room.
+    let generate = lab.path("generate");
+    std::fs::create_dir_all(&generate).unwrap();
+    std::fs::write(generate.join("go.mod"), "module lab.test/generate\n\ngo 1.19\n").unwrap();
+    std::fs::write(generate.join("gen.go"), "package gen\n\n//go:generate sh flood.sh\n").unwrap();
+    std::fs::write(
+        generate.join("flood.sh"),
+        "i=0\nwhile [ $i -lt 40000 ]; do : > flood.out; i=$((i+1)); done\nkill -CONT \"$DAEMON_PID\"\nsleep 1\n",
+    )
+    .unwrap();
+    assert_eq!(metric(daemon.addr, "gomod_trace_events_lost_total{reason=\"ring_buffer_full\"}"), Some(0.0));
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let generated = lab
+        .client_command(&["go", "generate", "./..."], &[("DAEMON_PID", &pid)])
+        .current_dir(&generate)
+        .output()
+        .unwrap();
+    // Whatever happened, the daemon must not stay stopped.
+    let _ = Command::new("kill").args(["-CONT", &pid]).status();
+    assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+
+    // The reader found the ring (nearly) full on waking; the gauge holds that
+    // for a statistics interval.
+    let mut fill = 0.0f64;
+    wait_until("the ring's fill in the metrics", Duration::from_secs(15), || {
+        fill = fill.max(metric(daemon.addr, "gomod_trace_ring_buffer_fill_ratio").unwrap_or(0.0));
+        fill > 0.9
+    });
+    let lost = metric(daemon.addr, "gomod_trace_events_lost_total{reason=\"ring_buffer_full\"}").unwrap();
+    eprintln!("the reader found the ring {:.0}% full; {lost} events lost", fill * 100.0);
+    assert!(lost > 1000.0, "{lost} events lost");
+    wait_until("the generate build in the history", Duration::from_secs(30), || {
+        recorded(daemon.addr).iter().any(|b| b["command"][1] == "generate")
+    });
+    let builds = recorded(daemon.addr);
+    let build = builds.iter().find(|b| b["command"][1] == "generate").unwrap();
+    assert_eq!(build["complete"], false, "{build:#}");
+    assert_eq!(build["exit_code"], 0, "{build:#}");
+    assert!(build["findings"].as_array().unwrap().contains(&"incomplete_trace".into()), "{build:#}");
+    let (_, timeline) = get_json(daemon.addr, &format!("/api/v1/builds/{}", build["id"].as_str().unwrap()));
+    let finding = timeline["builds"][0]["findings"].as_array().unwrap().iter().find(|f| f["kind"] == "incomplete_trace").cloned();
+    assert!(finding.is_some_and(|f| f["message"].as_str().unwrap().contains("lost")), "{timeline:#}");
+
+    // Still tracing: a clean download afterwards is recorded complete.
+    lab.require_modules(1);
+    let status = lab.client_command(&["go", "mod", "download"], &[]).status().unwrap();
+    assert!(status.success());
+    wait_until("the download after the loss", Duration::from_secs(30), || !downloads(&recorded(daemon.addr)).is_empty());
+    let after = recorded(daemon.addr);
+    assert_eq!(downloads(&after)[0]["complete"], true, "{after:#?}");
+    assert_eq!(downloads(&after)[0]["findings"], serde_json::json!([]), "{after:#?}");
+}

@@ -115,6 +115,7 @@ async fn serve(config: DaemonConfig) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let stats = probe::enable_bpf_stats().map_err(|e| tracing::warn!("{e}; program statistics stay at 0")).ok();
     let ring = probe.take_events().map_err(|e| e.to_string())?;
+    let fill = probe::RingFill::new(&ring).map_err(|e| e.to_string())?;
     // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd lives.
     let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(|e| format!("cannot poll the ring buffer: {e}"))?;
@@ -130,7 +131,7 @@ async fn serve(config: DaemonConfig) -> Result<(), String> {
 
     let writer = spawn_writer(history, config.retention);
     let correlator = tokio::spawn(correlate(events_rx, writer.0.clone(), shared.clone(), config.idle_timeout));
-    let reader = tokio::spawn(read(probe, ring, context, events_tx, shared.clone(), stop_rx.clone()));
+    let reader = tokio::spawn(read(probe, ring, fill, context, events_tx, shared.clone(), stop_rx.clone()));
     let server = tokio::spawn(api::serve(listener, shared.clone(), stop_rx));
     shared.ready.store(true, Ordering::SeqCst);
     tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "tracing every Go build on this host");
@@ -158,9 +159,12 @@ async fn serve(config: DaemonConfig) -> Result<(), String> {
 }
 
 /// Drains the ring buffer into the queue; never waits for the correlator.
+/// Reports the highest ring fill it found on waking in each statistics interval:
+/// a reader that falls behind shows as a fill near 1 before events are lost.
 async fn read(
     mut probe: Probe,
     mut ring: AsyncFd<RingBuf<MapData>>,
+    fill: probe::RingFill,
     context: DecodeContext,
     events: mpsc::Sender<Vec<Event>>,
     shared: Arc<Shared>,
@@ -170,6 +174,7 @@ async fn read(
     let mut dropped = 0u64;
     let mut stats = tokio::time::interval(STATS_EVERY);
     let mut batch = vec![crate::commands::run::clock_anchor()];
+    let mut peak_fill = 0.0f64;
     loop {
         tokio::select! {
             guard = ring.readable_mut() => {
@@ -177,6 +182,7 @@ async fn read(
                     tracing::error!("cannot read the ring buffer; tracing stopped");
                     break;
                 };
+                peak_fill = peak_fill.max(fill.ratio());
                 while let Some(item) = guard.get_inner_mut().next() {
                     capture.record(&item, &mut batch);
                 }
@@ -188,6 +194,8 @@ async fn read(
                     metrics.program_stats(&program, runs, time.as_secs_f64());
                 }
                 metrics.queue_fill.set(1.0 - events.capacity() as f64 / QUEUE_BATCHES as f64);
+                metrics.ring_fill.set(peak_fill.max(fill.ratio()));
+                peak_fill = 0.0;
             }
             _ = stop.changed() => break,
         }

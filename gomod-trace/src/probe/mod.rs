@@ -3,7 +3,13 @@
 //! Dropping a [`Probe`] detaches everything.
 pub mod host;
 
-use std::{collections::BTreeMap, fs::File, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    os::fd::AsFd as _,
+    path::PathBuf,
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -63,6 +69,8 @@ pub enum ProbeError {
     Map(&'static str),
     #[error("cannot write eBPF map {map}: {source}")]
     MapWrite { map: &'static str, source: aya::maps::MapError },
+    #[error("cannot map the ring buffer's positions: {0}")]
+    RingPositions(String),
 }
 
 pub struct ProbeOptions {
@@ -242,5 +250,46 @@ impl Probe {
         let lost: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(|_| ProbeError::Map("LOST"))?;
         let values = lost.get(&0u32, 0).map_err(|source| ProbeError::MapWrite { map: "LOST", source })?;
         Ok(values.iter().sum())
+    }
+}
+
+/// How full the kernel ring buffer is: its consumer and producer positions, read
+/// from the map's first two pages (the kernel lets any process map them for
+/// reading). aya's [`RingBuf`] keeps its own mapping private.
+pub struct RingFill {
+    /// The consumer page, then the producer page; each starts with its position.
+    pages: memmap2::Mmap,
+    page_size: usize,
+    capacity: u64,
+}
+
+impl RingFill {
+    pub fn new(ring: &RingBuf<MapData>) -> Result<RingFill, ProbeError> {
+        let error = |e: &dyn std::fmt::Display| ProbeError::RingPositions(e.to_string());
+        let fd = ring.as_fd();
+        let owned = fd.try_clone_to_owned().map_err(|e| error(&e))?;
+        let capacity = u64::from(MapData::from_fd(owned).and_then(|m| m.info()).map_err(|e| error(&e))?.max_entries());
+        let page_size = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| error(&"the page size is unknown"))?;
+        // SAFETY: a read-only shared mapping of the map's metadata pages; the
+        // kernel owns their contents and we only load the two positions atomically.
+        let pages = unsafe { memmap2::MmapOptions::new().len(2 * page_size).map(&fd) }.map_err(|e| error(&e))?;
+        Ok(RingFill { pages, page_size, capacity })
+    }
+
+    fn position(&self, offset: usize) -> u64 {
+        // SAFETY: `offset` is 0 or one page into a mapping of two pages, so the
+        // address is in bounds and 8-byte aligned; the kernel writes it atomically.
+        let position = unsafe { &*(self.pages.as_ptr().add(offset) as *const AtomicU64) };
+        position.load(Ordering::Acquire)
+    }
+
+    /// Bytes written by the programs and not yet read, as a share of the ring (0 to 1).
+    pub fn ratio(&self) -> f64 {
+        let unread = self.position(self.page_size).saturating_sub(self.position(0));
+        (unread as f64 / self.capacity.max(1) as f64).min(1.0)
     }
 }
