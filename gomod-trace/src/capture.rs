@@ -4,6 +4,8 @@
 //! stream then holds what was read, so replays need no files); a rise of the
 //! kernel's lost counter, or a record that cannot be decoded, becomes a `Lost`
 //! event at that point of the stream.
+use std::path::PathBuf;
+
 use crate::{
     decode::{DecodeContext, decode},
     event::{Event, LossReason},
@@ -30,7 +32,7 @@ impl Capture {
                 self.last_ts = self.last_ts.max(event.ts_ns());
                 let files = match &event {
                     Event::Environment { at, build, executable, vars, .. } => {
-                        let (goenv_file, goroot_go_env) = goenv::read_files(vars, executable);
+                        let (goenv_file, goroot_go_env) = goenv::read_files(vars, executable, &build_root(*build));
                         Some(Event::ConfigFiles { at: *at, build: *build, goenv_file, goroot_go_env })
                     }
                     _ => None,
@@ -54,5 +56,21 @@ impl Capture {
         let count = lost - self.lost_seen;
         self.lost_seen = lost;
         Some(Event::Lost { ts_ns: self.last_ts, count, reason: LossReason::RingBufferFull })
+    }
+}
+
+/// The root directory of a build's `go` process as seen from here: through
+/// /proc, so that a build in a container (another mount namespace) is read in its
+/// own filesystem. `/` when that is not possible (the process already exited, or
+/// /proc/PID/root is not ours to read: it needs CAP_SYS_PTRACE for another user's
+/// process); the files are then read at the same paths in ours.
+fn build_root(pid: u32) -> PathBuf {
+    let root = PathBuf::from(format!("/proc/{pid}/root"));
+    match std::fs::read_dir(&root) {
+        Ok(_) => root,
+        Err(e) => {
+            tracing::debug!("cannot read {}: {e}; the build's configuration files are read in this filesystem", root.display());
+            PathBuf::from("/")
+        }
     }
 }

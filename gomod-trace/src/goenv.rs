@@ -111,24 +111,65 @@ pub fn goenv_file_path(env: &BTreeMap<String, String>) -> Option<PathBuf> {
 
 /// $GOROOT: from the environment, else the directory above the `bin/` the Go
 /// command was executed from (after resolving symlinks such as /usr/bin/go).
-pub fn goroot(env: &BTreeMap<String, String>, executable: &str) -> Option<PathBuf> {
+/// Paths are the build's own; `fs_root` is where its root directory is seen from
+/// here (see [`read_files`]).
+pub fn goroot(env: &BTreeMap<String, String>, executable: &str, fs_root: &Path) -> Option<PathBuf> {
     if let Some(root) = env.get("GOROOT").filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(root));
     }
-    let resolved = std::fs::canonicalize(executable).ok()?;
+    let resolved = resolve_links(Path::new(executable), fs_root)?;
     let bin = resolved.parent()?;
     (bin.file_name()? == "bin").then(|| bin.parent().map(Path::to_path_buf)).flatten()
 }
 
+/// `path` (absolute, as the build sees it) as seen from here under `fs_root`.
+fn under(fs_root: &Path, path: &Path) -> PathBuf {
+    fs_root.join(path.strip_prefix("/").unwrap_or(path))
+}
+
+/// Follows the symbolic links of a file inside `fs_root` (the last component's;
+/// directories on the way are resolved by the kernel): an absolute target stays
+/// inside the build's root instead of escaping to ours.
+fn resolve_links(path: &Path, fs_root: &Path) -> Option<PathBuf> {
+    let mut path = clean(path);
+    for _ in 0..40 {
+        match std::fs::read_link(under(fs_root, &path)) {
+            Ok(target) => path = clean(&path.parent()?.join(target)),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => return Some(path),
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// An absolute path without `.` and `..` (lexically, as Go's filepath.Clean).
+fn clean(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::from("/");
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(name) => out.push(name),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
 /// Reads a build's configuration files (I/O: the run loop calls this, so that
-/// what was read is recorded and replays without the files).
-pub fn read_files(env: &BTreeMap<String, String>, executable: &str) -> (Option<ConfigFile>, Option<ConfigFile>) {
+/// what was read is recorded and replays without the files). `fs_root` is the
+/// build's root directory as seen from here: `/proc/<pid>/root` for a build in a
+/// container (another mount namespace), `/` for one that shares ours. Paths are
+/// reported as the build sees them.
+pub fn read_files(env: &BTreeMap<String, String>, executable: &str, fs_root: &Path) -> (Option<ConfigFile>, Option<ConfigFile>) {
     let read = |path: PathBuf| -> Option<ConfigFile> {
-        let text = std::fs::read_to_string(&path).ok()?;
+        let text = std::fs::read_to_string(under(fs_root, &path)).ok()?;
         Some(ConfigFile { path: path.display().to_string(), vars: parse_env_file(&text) })
     };
     let goenv = goenv_file_path(env).and_then(read);
-    let go_env = goroot(env, executable).map(|root| root.join("go.env")).and_then(read);
+    let go_env = goroot(env, executable, fs_root).map(|root| root.join("go.env")).and_then(read);
     (goenv, go_env)
 }
 
@@ -317,6 +358,33 @@ mod tests {
         assert_eq!(vars.len(), 2);
         assert_eq!(vars["GOPROXY"], "https://REDACTED@proxy.corp,direct");
         assert!(!vars.contains_key("AWS_SECRET"));
+    }
+
+    #[test]
+    fn config_files_are_read_inside_the_builds_root() {
+        // A container's root as seen from the host: /usr/bin/go links (absolutely)
+        // to the toolchain, which must be found inside that root, not ours.
+        let root = tempfile::tempdir().unwrap();
+        let at = |p: &str| root.path().join(p);
+        std::fs::create_dir_all(at("usr/lib/go-9/bin")).unwrap();
+        std::fs::create_dir_all(at("usr/bin")).unwrap();
+        std::fs::create_dir_all(at("home/b/.config/go")).unwrap();
+        std::fs::write(at("usr/lib/go-9/bin/go"), "").unwrap();
+        std::os::unix::fs::symlink("/usr/lib/go-9/bin/go", at("usr/bin/go")).unwrap();
+        std::fs::write(at("usr/lib/go-9/go.env"), "GOPROXY=https://goroot.example\nGOTOOLCHAIN=auto\n").unwrap();
+        std::fs::write(at("home/b/.config/go/env"), "GOPRIVATE=corp.example\n").unwrap();
+        let (goenv, go_env) = read_files(&env(&[("HOME", "/home/b")]), "/usr/bin/go", root.path());
+        let goenv = goenv.expect("the GOENV file in the build's root");
+        assert_eq!((goenv.path.as_str(), goenv.vars["GOPRIVATE"].as_str()), ("/home/b/.config/go/env", "corp.example"));
+        let go_env = go_env.expect("go.env of the toolchain in the build's root");
+        assert_eq!((go_env.path.as_str(), go_env.vars["GOPROXY"].as_str()), ("/usr/lib/go-9/go.env", "https://goroot.example"));
+        // Relative links and `..` resolve the same way.
+        std::fs::remove_file(at("usr/bin/go")).unwrap();
+        std::os::unix::fs::symlink("../lib/go-9/bin/go", at("usr/bin/go")).unwrap();
+        assert_eq!(goroot(&env(&[]), "/usr/bin/go", root.path()), Some(PathBuf::from("/usr/lib/go-9")));
+        // A link loop is no GOROOT, not a hang.
+        std::os::unix::fs::symlink("/usr/bin/loop", at("usr/bin/loop")).unwrap();
+        assert_eq!(goroot(&env(&[]), "/usr/bin/loop", root.path()), None);
     }
 
     #[test]

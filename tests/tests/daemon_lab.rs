@@ -410,3 +410,84 @@ fn a_full_ring_buffer_is_counted_and_marks_the_build_incomplete() {
     assert_eq!(downloads(&after)[0]["complete"], true, "{after:#?}");
     assert_eq!(downloads(&after)[0]["findings"], serde_json::json!([]), "{after:#?}");
 }
+
+/// The cgroup v2 hierarchy's mount point, from /proc/self/mounts.
+fn cgroup2_mount() -> std::path::PathBuf {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    mounts
+        .lines()
+        .find_map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            (fields.get(2) == Some(&"cgroup2")).then(|| std::path::PathBuf::from(fields[1]))
+        })
+        .expect("a cgroup v2 mount")
+}
+
+/// A cgroup of our own under the v2 root, removed when dropped (after its
+/// processes ended).
+struct Cgroup(std::path::PathBuf);
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.0).is_ok() || !self.0.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A build in a container the daemon did not start: its own cgroup, PID, mount,
+/// UTS and IPC namespaces (what a container runtime sets up, made here with
+/// unshare), in the lab client's network namespace. Its GOENV file exists only in
+/// the container's mount namespace (a private tmpfs), so the configuration is
+/// right only if the daemon reads it through the build's own root.
+#[test]
+fn builds_in_containers_are_traced_with_their_own_configuration() {
+    if !lab_available("builds_in_containers_are_traced_with_their_own_configuration") {
+        return;
+    }
+    let lab = Lab::start();
+    lab.require_modules(2);
+    let daemon = Daemon::start(&lab.path("daemon-data"));
+    let cgroup = Cgroup(cgroup2_mount().join(format!("gomod-trace-lab-{}", std::process::id())));
+    std::fs::create_dir(&cgroup.0).unwrap();
+    let private = lab.path("container-config");
+    std::fs::create_dir_all(&private).unwrap();
+    let goenv = private.join("env");
+
+    let container = format!(
+        "mount -t tmpfs tmpfs {dir} && printf 'GOPROXY=https://mirror.lab.test\\n' > {goenv} && exec go mod download",
+        dir = private.display(),
+        goenv = goenv.display()
+    );
+    let inside = lab.client_command(
+        &["unshare", "--mount", "--pid", "--fork", "--mount-proc", "--uts", "--ipc", "sh", "-c", &container],
+        &[("GOENV", goenv.to_str().unwrap()), ("GOPROXY", "")],
+    );
+    // Join the cgroup first, then enter the namespaces.
+    let output = Command::new("sh")
+        .args(["-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\""])
+        .arg(&cgroup.0)
+        .arg(inside.get_program())
+        .args(inside.get_args())
+        .current_dir(inside.get_current_dir().unwrap())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(!goenv.exists(), "the GOENV file must exist only inside the container");
+
+    wait_until("the container's build in the history", Duration::from_secs(30), || !downloads(&recorded(daemon.addr)).is_empty());
+    let builds = recorded(daemon.addr);
+    let build = downloads(&builds)[0];
+    assert_eq!((build["exit_code"].as_i64(), build["complete"].as_bool()), (Some(0), Some(true)), "{build:#}");
+    assert_eq!(build["findings"], serde_json::json!([]), "{build:#}");
+    let (_, timeline) = get_json(daemon.addr, &format!("/api/v1/builds/{}", build["id"].as_str().unwrap()));
+    let build = &timeline["builds"][0];
+    assert_eq!(build["config"]["GOPROXY"], serde_json::json!({"value": "https://mirror.lab.test", "source": "goenv_file"}), "{build:#}");
+    let spans = build["spans"].as_array().unwrap();
+    assert_eq!(spans.iter().filter(|s| s["kind"] == "module").count(), 2, "{build:#}");
+    let connects: Vec<&Value> = spans.iter().filter(|s| s["kind"] == "connect").collect();
+    assert!(!connects.is_empty() && connects.iter().all(|s| s["host"] == "mirror.lab.test" && s["role"] == "proxy"), "{build:#}");
+}
