@@ -95,6 +95,9 @@ enum Task {
     Test,
     /// Set up, build, and show gomod-trace on a real `go mod download` in the lab.
     Demo,
+    /// Set up, build, and check deploy/ (systemd unit, Kubernetes manifests and the
+    /// ServiceMonitor against their schemas, the dashboard); part of `test`.
+    CheckDeploy,
     /// Measure what the attached tracer costs processes it does not track: the same
     /// workloads without and with it, interleaved, as ratios.
     Bench {
@@ -342,6 +345,12 @@ fn main() -> Result<()> {
         Task::Setup => setup(),
         Task::Test => test(),
         Task::Demo => demo(),
+        Task::CheckDeploy => {
+            setup()?;
+            build()?;
+            step(&format!("deploy/: {}", deploy::check(&gomod_trace_lab::gomod_trace_bin())?));
+            Ok(())
+        }
         Task::Bench { rounds } => bench::bench(rounds),
     }
 }
