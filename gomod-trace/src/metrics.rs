@@ -1,6 +1,8 @@
 //! Prometheus metrics of the daemon (OpenMetrics text via prometheus-client).
 //! Labels are bounded: role, outcome, rcode, finding kind, module source,
-//! direction, program name. Never a module path, an address or a pid.
+//! direction, program name, and on connects the host when a build's GOPROXY or
+//! GOSUMDB names it (at most [`MAX_HOST_LABELS`] of them). Never a module path, an
+//! address or a pid.
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -9,6 +11,7 @@ use prometheus_client::{
 
 use crate::{
     event::LossReason,
+    goenv::Destinations,
     timeline::{Build, Outcome, SpanKind},
 };
 
@@ -23,10 +26,17 @@ struct RcodeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RoleOutcomeLabels {
+struct ConnectLabels {
     role: String,
+    /// A host named in the build's GOPROXY or GOSUMDB, else empty.
+    host: String,
     outcome: String,
 }
+
+/// Distinct `host` label values the daemon hands out; hosts past that count
+/// share the value `other`, so that no configuration can grow the series
+/// without bound.
+pub const MAX_HOST_LABELS: usize = 32;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RoleLabels {
@@ -75,7 +85,7 @@ pub struct Metrics {
     build_duration: Histogram,
     dns_queries: Family<RcodeLabels, Counter>,
     dns_latency: Histogram,
-    connects: Family<RoleOutcomeLabels, Counter>,
+    connects: Family<ConnectLabels, Counter>,
     connect_latency: Family<RoleLabels, Histogram>,
     tls_handshake: Family<RoleLabels, Histogram>,
     bytes: Family<RoleDirectionLabels, Counter>,
@@ -90,6 +100,8 @@ pub struct Metrics {
     program_run_time: Family<ProgramLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     /// Last kernel totals per program, to turn them into counter increments.
     program_totals: std::collections::HashMap<String, (u64, f64)>,
+    /// The `host` label values handed out so far.
+    host_labels: std::collections::HashSet<String>,
 }
 
 impl Default for Metrics {
@@ -109,8 +121,12 @@ impl Metrics {
         registry.register("dns_queries", "DNS queries of builds, by answer code (timeout: no answer)", dns_queries.clone());
         let dns_latency = latency_buckets();
         registry.register_with_unit("dns_latency", "Time from a DNS query to its answer", Unit::Seconds, dns_latency.clone());
-        let connects = Family::<RoleOutcomeLabels, Counter>::default();
-        registry.register("connects", "TCP connects of builds, by role of the remote end and outcome", connects.clone());
+        let connects = Family::<ConnectLabels, Counter>::default();
+        registry.register(
+            "connects",
+            "TCP connects of builds, by role of the remote end, host (when GOPROXY or GOSUMDB names it) and outcome",
+            connects.clone(),
+        );
         let connect_latency = Family::<RoleLabels, Histogram>::new_with_constructor(latency_buckets);
         registry.register_with_unit("connect_duration", "Time from SYN to established or failed", Unit::Seconds, connect_latency.clone());
         let tls_handshake = Family::<RoleLabels, Histogram>::new_with_constructor(latency_buckets);
@@ -163,6 +179,7 @@ impl Metrics {
             program_runs,
             program_run_time,
             program_totals: Default::default(),
+            host_labels: Default::default(),
         }
     }
 
@@ -182,8 +199,27 @@ impl Metrics {
         self.program_totals.insert(program.into(), (runs, run_time_s));
     }
 
+    /// The `host` label of a connect: the host when the build's GOPROXY or GOSUMDB
+    /// names it (and it is a name, not an address), else empty.
+    fn host_label(&mut self, host: Option<&str>, named: &Destinations) -> String {
+        let Some(host) = host.filter(|h| h.parse::<std::net::IpAddr>().is_err()) else {
+            return String::new();
+        };
+        if !named.proxies.iter().chain(&named.sumdb).any(|n| n.eq_ignore_ascii_case(host)) {
+            return String::new();
+        }
+        let host = host.to_ascii_lowercase();
+        if self.host_labels.contains(&host) || self.host_labels.len() < MAX_HOST_LABELS {
+            self.host_labels.insert(host.clone());
+            host
+        } else {
+            "other".into()
+        }
+    }
+
     /// Accounts one finished build.
-    pub fn observe(&self, build: &Build) {
+    pub fn observe(&mut self, build: &Build) {
+        let named = Destinations::from_config(&build.config);
         let outcome = match (build.complete, build.exit_code) {
             (false, _) => "incomplete",
             (true, Some(0)) => "ok",
@@ -209,7 +245,8 @@ impl Metrics {
                     }
                 }
                 SpanKind::Connect => {
-                    self.connects.get_or_create(&RoleOutcomeLabels { role: role.clone(), outcome }).inc();
+                    let host = self.host_label(span.host.as_deref(), &named);
+                    self.connects.get_or_create(&ConnectLabels { role: role.clone(), host, outcome }).inc();
                     self.connect_latency.get_or_create(&RoleLabels { role }).observe(seconds);
                 }
                 SpanKind::Tls => self.tls_handshake.get_or_create(&RoleLabels { role }).observe(seconds),
@@ -255,7 +292,7 @@ mod tests {
 
     #[test]
     fn builds_become_bounded_series() {
-        let metrics = Metrics::new();
+        let mut metrics = Metrics::new();
         metrics.observe(&fixture("clean_download"));
         metrics.observe(&fixture("sumdb_dropped_remote"));
         let text = metrics.encode();
@@ -263,7 +300,7 @@ mod tests {
             "gomod_trace_builds_total{outcome=\"ok\"} 1",
             "gomod_trace_builds_total{outcome=\"failed\"} 1",
             "gomod_trace_findings_total{kind=\"sumdb_unreachable\"} 1",
-            "gomod_trace_connects_total{role=\"sumdb\",outcome=\"timeout\"} 1",
+            "gomod_trace_connects_total{role=\"sumdb\",host=\"sum.lab.test\",outcome=\"timeout\"} 1",
             "gomod_trace_module_fetches_total{source=\"proxy\",outcome=\"ok\"} 24",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");
@@ -274,5 +311,25 @@ mod tests {
         for forbidden in ["10.231.", "lab.test/mod", "pid="] {
             assert!(!text.contains(forbidden), "{forbidden} in metrics");
         }
+    }
+
+    #[test]
+    fn host_labels_only_for_hosts_the_configuration_names_and_bounded() {
+        let mut metrics = Metrics::new();
+        let named = Destinations {
+            proxies: vec!["Proxy.Example".into(), "10.0.0.1".into()],
+            sumdb: vec!["sum.example".into()],
+            http_proxies: vec!["webproxy.example".into()],
+        };
+        assert_eq!(metrics.host_label(Some("proxy.example"), &named), "proxy.example");
+        assert_eq!(metrics.host_label(Some("sum.example"), &named), "sum.example");
+        for unnamed in [Some("webproxy.example"), Some("elsewhere.example"), Some("10.0.0.1"), None] {
+            assert_eq!(metrics.host_label(unnamed, &named), "", "{unnamed:?}");
+        }
+        // Past the limit, new hosts share one value; those already out keep theirs.
+        let many = Destinations { proxies: (0..40).map(|i| format!("p{i}.example")).collect(), ..Default::default() };
+        let labels: Vec<String> = (0..40).map(|i| metrics.host_label(Some(&format!("p{i}.example")), &many)).collect();
+        assert_eq!(labels.iter().filter(|l| *l == "other").count(), 40 - (MAX_HOST_LABELS - 2));
+        assert_eq!(metrics.host_label(Some("sum.example"), &named), "sum.example");
     }
 }

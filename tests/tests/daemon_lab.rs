@@ -175,7 +175,7 @@ fn daemon_records_concurrent_builds_it_did_not_start() {
     for line in [
         "gomod_trace_builds_total{outcome=\"failed\"} 2",
         "gomod_trace_findings_total{kind=\"connect_refused\"} 2",
-        "gomod_trace_connects_total{role=\"proxy\",outcome=\"refused\"}",
+        "gomod_trace_connects_total{role=\"proxy\",host=\"proxy.lab.test\",outcome=\"refused\"}",
         "gomod_trace_module_fetches_total{source=\"proxy\",outcome=\"ok\"} 32",
         "gomod_trace_events_lost_total{reason=\"ring_buffer_full\"} 0",
     ] {

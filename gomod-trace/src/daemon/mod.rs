@@ -238,7 +238,7 @@ async fn correlate(
     let mut pending: Vec<Event> = Vec::new();
     let mut tick = tokio::time::interval(TICK);
     let finish = |finished: Vec<Build>| {
-        let metrics = shared.metrics.lock().unwrap_or_else(|p| p.into_inner());
+        let mut metrics = shared.metrics.lock().unwrap_or_else(|p| p.into_inner());
         for build in finished {
             metrics.observe(&build);
             let _ = builds.send(build);
