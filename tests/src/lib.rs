@@ -23,6 +23,14 @@ use std::{
 use serde_json::Value;
 
 /// Modules the lab proxy serves (lab.test/mod01 … modNN) and the client requires.
+/// The container image `cargo xtask image` builds (deploy/container/), tagged
+/// with the workspace's version and `latest`.
+pub const IMAGE: &str = "localhost/gomod-trace";
+
+pub fn image_tag() -> String {
+    format!("{IMAGE}:{}", env!("CARGO_PKG_VERSION"))
+}
+
 pub const MODULES: usize = 24;
 pub const PROXY_NAME: &str = "proxy.lab.test";
 /// The checksum database's name (and host).

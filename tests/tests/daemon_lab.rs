@@ -491,3 +491,83 @@ fn builds_in_containers_are_traced_with_their_own_configuration() {
     let connects: Vec<&Value> = spans.iter().filter(|s| s["kind"] == "connect").collect();
     assert!(!connects.is_empty() && connects.iter().all(|s| s["host"] == "mirror.lab.test" && s["role"] == "proxy"), "{build:#}");
 }
+
+/// A container of the gomod-trace image, removed when dropped.
+struct Container(String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("podman").args(["rm", "--force", "--time", "0", &self.0]).output();
+    }
+}
+
+/// The image `cargo xtask image` built (deploy/container/), run the way the
+/// DaemonSet runs it: the host's PID namespace, the six capabilities and nothing
+/// else, a read-only root, the host's cgroup hierarchy, BTF, tracefs and bpffs
+/// mounted in. It traces a build of the lab's client and stops cleanly.
+#[test]
+fn the_container_image_traces_builds_as_the_daemonset_runs_it() {
+    if !lab_available("the_container_image_traces_builds_as_the_daemonset_runs_it") {
+        return;
+    }
+    let image = gomod_trace_lab::image_tag();
+    let exists = Command::new("podman").args(["image", "exists", &image]).status().is_ok_and(|s| s.success());
+    if !exists {
+        let why = format!("no image {image}: build it with `cargo xtask image` (`cargo xtask test` does)");
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{why}");
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let lab = Lab::start();
+    lab.require_modules(2);
+    let data = lab.path("daemon-data");
+    std::fs::create_dir_all(&data).unwrap();
+    let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let container = Container(format!("gomod-trace-lab-{}", std::process::id()));
+    let volume = |host: &str, inside: &str, mode: &str| format!("{host}:{inside}:{mode}");
+    let started = Command::new("podman")
+        // runc and lowered rlimits: this machine's hybrid cgroup layout is refused
+        // by crun, and its root may not raise rlimits (no CAP_SYS_RESOURCE).
+        .args(["--runtime", "runc", "run", "--detach", "--name", &container.0])
+        .args(["--ulimit", "nofile=8192:8192", "--ulimit", "nproc=4096:4096"])
+        .args(["--pid=host", "--cgroupns=host", "--network=host", "--read-only"])
+        .args(["--security-opt", "no-new-privileges", "--cap-drop=ALL"])
+        .args(["--cap-add=BPF,PERFMON,NET_ADMIN,SYS_ADMIN,DAC_READ_SEARCH,SYS_PTRACE"])
+        .args(["--volume", &volume("/sys/fs/cgroup", "/sys/fs/cgroup", "ro")])
+        .args(["--volume", &volume("/sys/kernel/btf", "/sys/kernel/btf", "ro")])
+        .args(["--volume", &volume("/sys/kernel/tracing", "/sys/kernel/tracing", "ro")])
+        .args(["--volume", &volume("/sys/fs/bpf", "/sys/fs/bpf", "rw")])
+        .args(["--volume", &volume(data.to_str().unwrap(), "/var/lib/gomod-trace", "rw")])
+        .arg(&image)
+        .args(["daemon", &format!("--listen={addr}"), "--data-dir=/var/lib/gomod-trace", "--log-format=json"])
+        .output()
+        .unwrap();
+    assert!(started.status.success(), "podman run: {}", String::from_utf8_lossy(&started.stderr));
+    let logs = || String::from_utf8_lossy(&Command::new("podman").args(["logs", &container.0]).output().unwrap().stderr).into_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !get(addr, "/readyz").is_ok_and(|(status, _)| status == 200) {
+        assert!(Instant::now() < deadline, "the daemon in the container did not get ready:\n{}", logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let status = lab.client_command(&["go", "mod", "download"], &[]).status().unwrap();
+    assert!(status.success());
+    wait_until("the build in the container's history", Duration::from_secs(30), || !downloads(&recorded(addr)).is_empty());
+    let builds = recorded(addr);
+    let build = downloads(&builds)[0];
+    assert_eq!((build["exit_code"].as_i64(), build["complete"].as_bool()), (Some(0), Some(true)), "{build:#}");
+    assert_eq!(build["findings"], serde_json::json!([]), "{build:#}");
+    let (_, timeline) = get_json(addr, &format!("/api/v1/builds/{}", build["id"].as_str().unwrap()));
+    let modules = timeline["builds"][0]["spans"].as_array().unwrap().iter().filter(|s| s["kind"] == "module").count();
+    assert_eq!(modules, 2, "{timeline:#}");
+    let (_, metrics) = get(addr, "/metrics").unwrap();
+    assert!(metrics.contains("gomod_trace_builds_total{outcome=\"ok\"} 1"), "{metrics}");
+
+    // `podman stop` sends SIGTERM: the daemon flushes and exits 0.
+    let stopped = Command::new("podman").args(["stop", "--time", "20", &container.0]).output().unwrap();
+    assert!(stopped.status.success(), "{}", String::from_utf8_lossy(&stopped.stderr));
+    let code = Command::new("podman").args(["inspect", "--format", "{{.State.ExitCode}}", &container.0]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&code.stdout).trim(), "0", "{}", logs());
+    // Its history is on the host's volume.
+    assert!(data.join("history.sqlite3").exists());
+}

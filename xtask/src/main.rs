@@ -15,14 +15,15 @@ use anyhow::{Context as _, Result, bail, ensure};
 
 mod bench;
 mod deploy;
+mod image;
 use clap::{Parser, Subcommand};
 
 /// The bpf-linker release known to build against the nightly's LLVM here.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages: the Go toolchains, the lab's peers and tools (git serves and
 /// fetches direct modules; golang.org/x/mod builds the checksum database;
-/// Prometheus scrapes the daemon).
-const PACKAGES: [&str; 10] = [
+/// Prometheus scrapes the daemon; podman builds and runs the container image).
+const PACKAGES: [&str; 12] = [
     "golang-go",
     "golang-1.23-go",
     "golang-golang-x-mod-dev",
@@ -34,6 +35,9 @@ const PACKAGES: [&str; 10] = [
     "bpftool",
     // The real Prometheus that scrapes the daemon in the lab.
     "prometheus",
+    // Builds and runs the container image (runc: crun refuses hybrid cgroup hosts).
+    "podman",
+    "runc",
 ];
 /// Packages that come from the release's backports suite.
 const BACKPORTS_PACKAGES: [&str; 1] = ["golang-1.23-go"];
@@ -98,6 +102,9 @@ enum Task {
     /// Set up, build, and check deploy/ (systemd unit, Kubernetes manifests and the
     /// ServiceMonitor against their schemas, the dashboard); part of `test`.
     CheckDeploy,
+    /// Build the container image (deploy/container/Containerfile) with podman:
+    /// localhost/gomod-trace:VERSION and :latest. Part of `test`.
+    Image,
     /// Measure what the attached tracer costs processes it does not track: the same
     /// workloads without and with it, interleaved, as ratios.
     Bench {
@@ -295,6 +302,9 @@ fn test() -> Result<()> {
     step("deploy/ manifests");
     let checked = deploy::check(&gomod_trace_lab::gomod_trace_bin())?;
     step(&format!("deploy/: {checked}"));
+    step("container image (the lab runs it as the DaemonSet does)");
+    let image = image::build()?;
+    step(&format!("image: {image}"));
     step("lab tests (root, network namespaces, real go; one at a time)");
     let lab = unit.and_then(|()| tally.cargo_test(&["-p", "gomod-trace-lab", "--", "--test-threads=1"]));
     println!("xtask: {} passed, {} failed, {} skipped", tally.passed, tally.failed, tally.ignored);
@@ -345,6 +355,11 @@ fn main() -> Result<()> {
         Task::Setup => setup(),
         Task::Test => test(),
         Task::Demo => demo(),
+        Task::Image => {
+            setup()?;
+            step(&format!("image: {}", image::build()?));
+            Ok(())
+        }
         Task::CheckDeploy => {
             setup()?;
             build()?;
