@@ -43,8 +43,10 @@ pub enum Command {
     /// tracing, store the builds in progress (marked incomplete), exit 0. One daemon
     /// per data directory: a second one exits with an error.
     Daemon(DaemonArgs),
-    /// List recorded builds, newest first (reads the history database; works
-    /// whether the daemon runs or not).
+    /// List recorded builds, newest first: asks the daemon's API, or reads its
+    /// history database when no daemon answers (see --daemon, --data-dir).
+    ///
+    /// Example: gomod-trace builds --failed --since 6h
     Builds(BuildsArgs),
     /// Write the timeline of one recorded build.
     Export(ExportArgs),
@@ -52,11 +54,13 @@ pub enum Command {
 
 /// Where the daemon keeps its history (and its lock).
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/gomod-trace";
+/// Where the daemon serves its API and metrics.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
 
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
     /// Address of the HTTP API and /metrics.
-    #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
+    #[arg(long, default_value = DEFAULT_LISTEN, value_name = "ADDR")]
     pub listen: std::net::SocketAddr,
     /// Directory of the history database.
     #[arg(long, default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
@@ -102,9 +106,22 @@ pub struct BuildsArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// The daemon's data directory.
-    #[arg(long, default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub history: HistoryArgs,
+}
+
+/// Where `builds` and `export` find the recorded builds. By default they ask the
+/// daemon at 127.0.0.1:9464 and, when nothing listens there, read the database
+/// in /var/lib/gomod-trace.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Ask the daemon's API at this address (and only there).
+    #[arg(long, value_name = "ADDR", conflicts_with = "data_dir")]
+    pub daemon: Option<std::net::SocketAddr>,
+    /// Read the history database in this data directory (safe while the daemon
+    /// writes it; needs read access to the directory).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -114,9 +131,8 @@ pub struct ExportArgs {
     pub id: String,
     #[command(flatten)]
     pub output: OutputArgs,
-    /// The daemon's data directory.
-    #[arg(long, default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub history: HistoryArgs,
 }
 
 #[derive(Debug, Args)]

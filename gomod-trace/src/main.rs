@@ -36,8 +36,8 @@ fn main() {
         Command::Daemon(args) => runtime(|| commands::daemon::daemon(args)),
         Command::Replay(args) => commands::replay::replay(&args),
         Command::Doctor => commands::doctor::doctor(),
-        Command::Builds(args) => commands::history::builds(&args),
-        Command::Export(args) => commands::history::export(&args),
+        Command::Builds(args) => runtime(|| commands::history::builds(&args)),
+        Command::Export(args) => runtime(|| commands::history::export(&args)),
     };
     std::process::exit(code);
 }

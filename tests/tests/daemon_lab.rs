@@ -169,6 +169,25 @@ fn daemon_records_concurrent_builds_it_did_not_start() {
     let (_, page) = get_json(daemon.addr, "/api/v1/builds?limit=3&page=2&since=1h");
     assert_eq!((page["builds"].as_array().unwrap().len(), page["page"].as_u64()), (3, Some(2)));
 
+    // The CLI through the API: the same listing, filters and timelines.
+    let cli = |args: &[&str]| Command::new(gomod_trace_bin()).args(args).args(["--daemon", &daemon.addr.to_string()]).output().unwrap();
+    let out = cli(&["builds", "--json", "--limit", "1000"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap(), builds);
+    let out = cli(&["builds", "--failed", "--kind", "connect_refused", "--since", "1h"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(table.lines().filter(|l| l.contains("connect_refused")).count(), 2, "{table}");
+    let id = failed[0]["id"].as_str().unwrap();
+    let out = cli(&["export", id, "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap(), get_json(daemon.addr, &format!("/api/v1/builds/{id}")).1);
+    let out = cli(&["export", "12345-67890"]);
+    assert_eq!(out.status.code(), Some(1), "an unknown build: {}", String::from_utf8_lossy(&out.stderr));
+    let nobody = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let out = Command::new(gomod_trace_bin()).args(["builds", "--daemon", &nobody.to_string()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(70));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no gomod-trace daemon answers"), "{}", String::from_utf8_lossy(&out.stderr));
+
     // Metrics: OpenMetrics text with the builds and findings counted.
     let (status, metrics) = get(daemon.addr, "/metrics").unwrap();
     assert_eq!(status, 200);

@@ -1,43 +1,112 @@
-//! `gomod-trace builds` and `gomod-trace export`: read the daemon's history
-//! database (WAL: safe while the daemon writes it).
-use std::io::Write as _;
+//! `gomod-trace builds` and `gomod-trace export`: the recorded builds, from the
+//! daemon's API or straight from its history database (WAL: safe while the
+//! daemon writes it). Both print the same whichever they read.
+use std::{
+    io::Write as _,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 use super::{EXIT_TRACER_ERROR, write_timeline};
 use crate::{
-    cli::{BuildsArgs, ExportArgs},
-    daemon::api::FINDING_KINDS,
-    history::{Filter, History},
-    timeline::{SCHEMA_VERSION, Timeline},
+    cli::{BuildsArgs, DEFAULT_DATA_DIR, DEFAULT_LISTEN, ExportArgs, HistoryArgs},
+    daemon::{
+        api::{FINDING_KINDS, valid_build_id},
+        client::{self, ClientError},
+    },
+    history::{BuildSummary, Filter, History},
+    timeline::{Build, SCHEMA_VERSION, Timeline},
 };
 
 /// Exit status when the asked-for build is not in the history.
 pub const EXIT_NOT_FOUND: i32 = 1;
 
-fn open(dir: &std::path::Path) -> Result<History, String> {
+/// Where the recorded builds are read.
+enum Source {
+    /// The daemon's API; with `fallback`, the default database when nothing
+    /// listens there.
+    Api { addr: SocketAddr, fallback: bool },
+    Database(PathBuf),
+}
+
+impl Source {
+    fn of(args: &HistoryArgs) -> Source {
+        match (args.daemon, &args.data_dir) {
+            (_, Some(dir)) => Source::Database(dir.clone()),
+            (Some(addr), None) => Source::Api { addr, fallback: false },
+            (None, None) => Source::Api { addr: DEFAULT_LISTEN.parse().expect("the default address parses"), fallback: true },
+        }
+    }
+
+    /// Asks the API (`api`) or reads the database (`database`), as chosen.
+    async fn read<T, F>(
+        self,
+        api: impl FnOnce(SocketAddr) -> F,
+        database: impl FnOnce(&History) -> Result<T, crate::history::HistoryError>,
+    ) -> Result<T, String>
+    where
+        F: Future<Output = Result<T, ClientError>>,
+    {
+        let dir = match self {
+            Source::Database(dir) => dir,
+            Source::Api { addr, fallback } => match api(addr).await {
+                Err(ClientError::NotRunning(_)) if fallback => {
+                    tracing::debug!("no daemon at {addr}; reading {DEFAULT_DATA_DIR}");
+                    PathBuf::from(DEFAULT_DATA_DIR)
+                }
+                answer => return answer.map_err(|e| e.to_string()),
+            },
+        };
+        database(&open(&dir)?).map_err(|e| e.to_string())
+    }
+}
+
+fn open(dir: &Path) -> Result<History, String> {
     match History::open_existing(dir) {
         Ok(Some(history)) => Ok(history),
         Ok(None) => Err(format!(
-            "no history in {}: the daemon has not run with this data directory (see --data-dir)",
+            "no history in {}: no daemon answers at {DEFAULT_LISTEN} and none has run with this data directory (see --daemon, --data-dir)",
             dir.display()
         )),
         Err(e) => Err(e.to_string()),
     }
 }
 
-pub fn builds(args: &BuildsArgs) -> i32 {
+/// The API's listing: the same filter as query parameters.
+async fn list_api(addr: SocketAddr, args: &BuildsArgs) -> Result<Vec<BuildSummary>, ClientError> {
+    let mut path = format!("/api/v1/builds?limit={}", args.limit);
+    if args.failed {
+        path.push_str("&failed=true");
+    }
+    if let Some(since) = args.since {
+        path.push_str(&format!("&since={}s", since.as_secs().max(1)));
+    }
+    if let Some(kind) = &args.kind {
+        path.push_str(&format!("&kind={kind}"));
+    }
+    #[derive(serde::Deserialize)]
+    struct Listing {
+        builds: Vec<BuildSummary>,
+    }
+    Ok(client::get(addr, &path).await?.json::<Listing>(addr)?.builds)
+}
+
+/// The API's timeline of one build; `None` when it does not know the build.
+async fn get_api(addr: SocketAddr, id: &str) -> Result<Option<Build>, ClientError> {
+    let answer = client::get(addr, &format!("/api/v1/builds/{id}")).await?;
+    if answer.status == 404 {
+        return Ok(None);
+    }
+    Ok(answer.json::<Timeline>(addr)?.builds.into_iter().next())
+}
+
+pub async fn builds(args: &BuildsArgs) -> i32 {
     if let Some(kind) = &args.kind
         && !FINDING_KINDS.contains(&kind.as_str())
     {
         eprintln!("gomod-trace: unknown finding kind {kind:?}; known: {}", FINDING_KINDS.join(", "));
         return 2;
     }
-    let history = match open(&args.data_dir) {
-        Ok(history) => history,
-        Err(e) => {
-            eprintln!("gomod-trace: {e}");
-            return EXIT_TRACER_ERROR;
-        }
-    };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128);
     let filter = Filter {
         failed: args.failed,
@@ -46,7 +115,7 @@ pub fn builds(args: &BuildsArgs) -> i32 {
         limit: args.limit,
         offset: 0,
     };
-    let builds = match history.list(&filter) {
+    let builds = match Source::of(&args.history).read(|addr| list_api(addr, args), |h| h.list(&filter)).await {
         Ok(builds) => builds,
         Err(e) => {
             eprintln!("gomod-trace: {e}");
@@ -77,15 +146,12 @@ pub fn builds(args: &BuildsArgs) -> i32 {
     0
 }
 
-pub fn export(args: &ExportArgs) -> i32 {
-    let history = match open(&args.data_dir) {
-        Ok(history) => history,
-        Err(e) => {
-            eprintln!("gomod-trace: {e}");
-            return EXIT_TRACER_ERROR;
-        }
-    };
-    match history.get(&args.id) {
+pub async fn export(args: &ExportArgs) -> i32 {
+    if !valid_build_id(&args.id) {
+        eprintln!("gomod-trace: {:?} is not a build id: ids are digits and dashes, as `gomod-trace builds` lists them", args.id);
+        return 2;
+    }
+    match Source::of(&args.history).read(|addr| get_api(addr, &args.id), |h| h.get(&args.id)).await {
         Ok(Some(build)) => {
             let timeline = Timeline { schema_version: SCHEMA_VERSION, builds: vec![build] };
             match write_timeline(&timeline, &args.output) {
@@ -97,7 +163,7 @@ pub fn export(args: &ExportArgs) -> i32 {
             }
         }
         Ok(None) => {
-            eprintln!("gomod-trace: no build {} in {} (gomod-trace builds lists them)", args.id, args.data_dir.display());
+            eprintln!("gomod-trace: no build {} in the history (gomod-trace builds lists them)", args.id);
             EXIT_NOT_FOUND
         }
         Err(e) => {

@@ -159,8 +159,13 @@ async fn list(
     Ok(Json(json!({ "builds": builds, "page": page, "limit": limit })))
 }
 
+/// Build ids are a pid and a start time: digits and a dash (letters allowed).
+pub fn valid_build_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
 async fn one(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Result<Json<Timeline>, ApiError> {
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+    if !valid_build_id(&id) {
         return Err(bad_request("a build id is digits and dashes, as /api/v1/builds lists them"));
     }
     let key = id.clone();

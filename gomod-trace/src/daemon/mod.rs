@@ -10,6 +10,7 @@
 //! to the history writer and the metrics; the HTTP server reads the history and
 //! the metrics.
 pub mod api;
+pub mod client;
 
 use std::{
     fs::File,
