@@ -115,7 +115,9 @@ pub struct BuildsArgs {
 /// in /var/lib/gomod-trace.
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    /// Ask the daemon's API at this address (and only there).
+    /// Ask the daemon's API at this address, and only there. Without --daemon or
+    /// --data-dir: the daemon at 127.0.0.1:9464, and when nothing listens there,
+    /// the database in /var/lib/gomod-trace.
     #[arg(long, value_name = "ADDR", conflicts_with = "data_dir")]
     pub daemon: Option<std::net::SocketAddr>,
     /// Read the history database in this data directory (safe while the daemon
