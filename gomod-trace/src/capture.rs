@@ -66,7 +66,7 @@ impl Capture {
 /// process); the files are then read at the same paths in ours.
 fn build_root(pid: u32) -> PathBuf {
     let root = PathBuf::from(format!("/proc/{pid}/root"));
-    match std::fs::read_dir(&root) {
+    match std::fs::metadata(&root) {
         Ok(_) => root,
         Err(e) => {
             tracing::debug!("cannot read {}: {e}; the build's configuration files are read in this filesystem", root.display());

@@ -47,17 +47,16 @@ impl Source {
     where
         F: Future<Output = Result<T, ClientError>>,
     {
-        let dir = match self {
-            Source::Database(dir) => dir,
+        let history = match self {
+            Source::Database(dir) => open(&dir)?,
             Source::Api { addr, fallback } => match api(addr).await {
                 Err(ClientError::NotRunning(_)) if fallback => {
-                    tracing::debug!("no daemon at {addr}; reading {DEFAULT_DATA_DIR}");
-                    PathBuf::from(DEFAULT_DATA_DIR)
+                    open(Path::new(DEFAULT_DATA_DIR)).map_err(|e| format!("no daemon answers at {addr}, and {e}"))?
                 }
                 answer => return answer.map_err(|e| e.to_string()),
             },
         };
-        database(&open(&dir)?).map_err(|e| e.to_string())
+        database(&history).map_err(|e| e.to_string())
     }
 }
 
@@ -65,7 +64,7 @@ fn open(dir: &Path) -> Result<History, String> {
     match History::open_existing(dir) {
         Ok(Some(history)) => Ok(history),
         Ok(None) => Err(format!(
-            "no history in {}: no daemon answers at {DEFAULT_LISTEN} and none has run with this data directory (see --daemon, --data-dir)",
+            "no history in {}: no daemon has run with this data directory (see --daemon, --data-dir)",
             dir.display()
         )),
         Err(e) => Err(e.to_string()),
