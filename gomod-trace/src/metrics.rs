@@ -12,7 +12,7 @@ use prometheus_client::{
 use crate::{
     event::LossReason,
     goenv::Destinations,
-    timeline::{Build, Outcome, SpanKind},
+    timeline::{Build, FINDING_KINDS, Outcome, SpanKind},
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -137,6 +137,10 @@ impl Metrics {
         registry.register("module_fetches", "Module fetches seen in the module cache, by source (proxy, direct) and outcome", module_fetches.clone());
         let findings = Family::<KindLabels, Counter>::default();
         registry.register("findings", "Findings of severity error or warning, by kind", findings.clone());
+        // Every kind from the start: an alert on increase() sees the first one.
+        for kind in FINDING_KINDS {
+            let _ = findings.get_or_create(&KindLabels { kind: kind.into() });
+        }
         let events_processed = Counter::default();
         registry.register("events_processed", "Kernel events decoded and correlated", events_processed.clone());
         let events_lost = Family::<ReasonLabels, Counter>::default();

@@ -131,6 +131,28 @@ pub struct Finding {
     pub spans: Vec<u32>,
 }
 
+/// Every finding kind of the contract (contract.md), in its order.
+pub const FINDING_KINDS: [&str; 18] = [
+    "firewall_drop",
+    "connect_refused",
+    "host_unreachable",
+    "connect_timeout",
+    "sumdb_unreachable",
+    "fallback_to_direct",
+    "proxy_fallthrough",
+    "private_module_leak",
+    "dns_failure",
+    "tls_handshake_failure",
+    "tls_timeout",
+    "stalled_transfer",
+    "slow_download",
+    "dual_stack_delay",
+    "checksum_verification_disabled",
+    "http_proxy_failure",
+    "http_error",
+    "incomplete_trace",
+];
+
 /// Nanoseconds since the Unix epoch as RFC 3339 with nanoseconds, UTC.
 pub fn rfc3339(unix_ns: i128) -> String {
     use time::format_description::well_known::Rfc3339;

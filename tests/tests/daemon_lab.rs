@@ -310,20 +310,16 @@ fn prometheus_scrapes_the_daemon() {
     let lab = Lab::start();
     lab.require_modules(2);
     let daemon = Daemon::start(&lab.path("daemon-data"));
-    for (i, goproxy) in [format!("https://{PROXY_NAME}"), format!("https://{PROXY_NAME}:8443")].iter().enumerate() {
-        let modcache = lab.path(&format!("modcache-{i}"));
-        let overrides = [("GOPROXY", goproxy.as_str()), ("GOMODCACHE", modcache.to_str().unwrap())];
-        let status = lab.client_command(&["go", "mod", "download"], &overrides).output().unwrap().status;
-        assert_eq!(status.success(), i == 0);
-    }
-    wait_until("two builds in the history", Duration::from_secs(30), || downloads(&recorded(daemon.addr)).len() >= 2);
 
-    // A real Prometheus, scraping the daemon every second.
+    // A real Prometheus, scraping the daemon and evaluating deploy/'s alerting
+    // rules every second.
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus/gomod-trace-rules.yml");
     let config = lab.path("prometheus.yml");
     std::fs::write(
         &config,
         format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: gomod-trace\n    static_configs:\n      - targets: ['{}']\n",
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: ['{}']\nscrape_configs:\n  - job_name: gomod-trace\n    static_configs:\n      - targets: ['{}']\n",
+            rules.display(),
             daemon.addr
         ),
     )
@@ -338,15 +334,31 @@ fn prometheus_scrapes_the_daemon() {
         .spawn()
         .expect("start prometheus");
     let result = std::panic::catch_unwind(|| {
+        // Scraping before the builds: the alerts see the counters rise from 0.
         wait_until("Prometheus to scrape the daemon", Duration::from_secs(60), || {
             promql(web, "up{job=\"gomod-trace\"}") == Some(1.0)
-                && promql(web, "sum(gomod_trace_builds_total{job=\"gomod-trace\"})") == Some(2.0)
+                && promql(web, "gomod_trace_findings_total{kind=\"connect_refused\"}") == Some(0.0)
+        });
+        for (i, goproxy) in [format!("https://{PROXY_NAME}"), format!("https://{PROXY_NAME}:8443")].iter().enumerate() {
+            let modcache = lab.path(&format!("modcache-{i}"));
+            let overrides = [("GOPROXY", goproxy.as_str()), ("GOMODCACHE", modcache.to_str().unwrap())];
+            let status = lab.client_command(&["go", "mod", "download"], &overrides).output().unwrap().status;
+            assert_eq!(status.success(), i == 0);
+        }
+        wait_until("both builds in Prometheus", Duration::from_secs(60), || {
+            promql(web, "sum(gomod_trace_builds_total{job=\"gomod-trace\"})") == Some(2.0)
         });
         assert_eq!(promql(web, "gomod_trace_builds_total{outcome=\"failed\"}"), Some(1.0));
         assert_eq!(promql(web, "gomod_trace_findings_total{kind=\"connect_refused\"}"), Some(1.0));
         assert_eq!(promql(web, "sum(gomod_trace_module_fetches_total{source=\"proxy\",outcome=\"ok\"})"), Some(2.0));
+        assert!(promql(web, "sum(gomod_trace_connects_total{host=\"proxy.lab.test\",outcome=\"refused\"})").is_some_and(|n| n > 0.0));
         assert!(promql(web, "sum(gomod_trace_bpf_program_runs_total)").is_some_and(|n| n > 0.0));
         assert!(promql(web, "histogram_quantile(0.5, sum by (le) (gomod_trace_connect_duration_seconds_bucket))").is_some());
+        // The alerting rule fires for the refused build, and only for it.
+        wait_until("the GoModuleNetworkFailures alert", Duration::from_secs(30), || {
+            promql(web, "ALERTS{alertname=\"GoModuleNetworkFailures\",kind=\"connect_refused\",alertstate=\"firing\"}") == Some(1.0)
+        });
+        assert_eq!(promql(web, "count(ALERTS{alertname=\"GoModuleNetworkFailures\"})"), Some(1.0));
     });
     let _ = prometheus.kill();
     let _ = prometheus.wait();

@@ -4,7 +4,8 @@
 //! virtual environment of ours, and the ServiceMonitor (a Prometheus Operator
 //! custom resource, which kubernetes-validate has no schema for) against the
 //! CRD's schema as @kubernetes-models/prometheus-operator compiles it, installed
-//! from npm into a directory of ours.
+//! from npm into a directory of ours. The Prometheus alerting rules with promtool
+//! (Debian's prometheus package): syntax, and their own unit tests.
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -108,10 +109,20 @@ pub fn check(gomod_trace: &Path) -> Result<String> {
         println!("xtask:   {line}");
     }
     ensure!(crds.status.success(), "deploy/kubernetes: a custom resource is invalid:\n{crd_lines}{}", String::from_utf8_lossy(&crds.stderr));
+    // The alerting rules: valid, and behaving as their tests say.
+    let prometheus = deploy.join("prometheus");
+    for args in [["check", "rules", "gomod-trace-rules.yml"], ["test", "rules", "gomod-trace-rules.test.yml"]] {
+        let out = Command::new("promtool").args(args).current_dir(&prometheus).output().context("promtool")?;
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        for line in said.lines().filter(|l| !l.trim().is_empty()) {
+            println!("xtask:   {line}");
+        }
+        ensure!(out.status.success(), "deploy/prometheus: promtool {} failed:\n{said}", args.join(" "));
+    }
     serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(deploy.join("grafana/gomod-trace.json"))?)
         .context("deploy/grafana/gomod-trace.json is not JSON")?;
     Ok(format!(
-        "the systemd unit and {} Kubernetes manifests verified ({} against the Prometheus Operator's CRD schema), the dashboard is JSON",
+        "the systemd unit and {} Kubernetes manifests verified ({} against the Prometheus Operator's CRD schema), the alerting rules checked and unit-tested, the dashboard is JSON",
         passed + custom.len(),
         custom.len()
     ))

@@ -11,11 +11,11 @@ use super::{EXIT_TRACER_ERROR, write_timeline};
 use crate::{
     cli::{BuildsArgs, DEFAULT_DATA_DIR, DEFAULT_LISTEN, ExportArgs, HistoryArgs},
     daemon::{
-        api::{FINDING_KINDS, valid_build_id},
+        api::valid_build_id,
         client::{self, ClientError},
     },
     history::{BuildSummary, Filter, History},
-    timeline::{Build, SCHEMA_VERSION, Timeline},
+    timeline::{Build, FINDING_KINDS, SCHEMA_VERSION, Timeline},
 };
 
 /// Exit status when the asked-for build is not in the history.

@@ -17,30 +17,9 @@ use tokio::sync::watch;
 use super::Shared;
 use crate::{
     history::{Filter, History},
-    timeline::{SCHEMA_VERSION, Timeline},
+    timeline::{FINDING_KINDS, SCHEMA_VERSION, Timeline},
 };
 
-/// Finding kinds a `kind` filter may name (contract.md).
-pub const FINDING_KINDS: [&str; 18] = [
-    "firewall_drop",
-    "connect_refused",
-    "host_unreachable",
-    "connect_timeout",
-    "sumdb_unreachable",
-    "fallback_to_direct",
-    "proxy_fallthrough",
-    "private_module_leak",
-    "dns_failure",
-    "tls_handshake_failure",
-    "tls_timeout",
-    "stalled_transfer",
-    "slow_download",
-    "dual_stack_delay",
-    "checksum_verification_disabled",
-    "http_proxy_failure",
-    "http_error",
-    "incomplete_trace",
-];
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 1000;
 
