@@ -110,6 +110,13 @@ fn downloads(builds: &[Value]) -> Vec<&Value> {
     builds.iter().filter(|b| b["command"] == serde_json::json!(["go", "mod", "download"])).collect()
 }
 
+/// A build the API lists as run to its end, complete, with exit status 0 and no
+/// error or warning.
+fn assert_clean(build: &Value) {
+    assert_eq!((build["exit_code"].as_i64(), build["complete"].as_bool()), (Some(0), Some(true)), "{build:#}");
+    assert_eq!(build["findings"], serde_json::json!([]), "{build:#}");
+}
+
 #[test]
 fn daemon_records_concurrent_builds_it_did_not_start() {
     if !lab_available("daemon_records_concurrent_builds_it_did_not_start") {
@@ -150,8 +157,7 @@ fn daemon_records_concurrent_builds_it_did_not_start() {
     let (ok, failed): (Vec<&Value>, Vec<&Value>) = downloads.iter().copied().partition(|b| b["exit_code"] == 0);
     assert_eq!((ok.len(), failed.len()), (8, 2));
     for b in &ok {
-        assert_eq!(b["findings"], serde_json::json!([]), "{b:#}");
-        assert_eq!(b["complete"], true);
+        assert_clean(b);
         // The whole timeline: four modules through the proxy.
         let (status, t) = get_json(daemon.addr, &format!("/api/v1/builds/{}", b["id"].as_str().unwrap()));
         assert_eq!(status, 200);
@@ -437,9 +443,7 @@ fn a_full_ring_buffer_is_counted_and_marks_the_build_incomplete() {
     let status = lab.client_command(&["go", "mod", "download"], &[]).status().unwrap();
     assert!(status.success());
     wait_until("the download after the loss", Duration::from_secs(30), || !downloads(&recorded(daemon.addr)).is_empty());
-    let after = recorded(daemon.addr);
-    assert_eq!(downloads(&after)[0]["complete"], true, "{after:#?}");
-    assert_eq!(downloads(&after)[0]["findings"], serde_json::json!([]), "{after:#?}");
+    assert_clean(downloads(&recorded(daemon.addr))[0]);
 }
 
 /// The cgroup v2 hierarchy's mount point, from /proc/self/mounts.
@@ -512,8 +516,7 @@ fn builds_in_containers_are_traced_with_their_own_configuration() {
     wait_until("the container's build in the history", Duration::from_secs(30), || !downloads(&recorded(daemon.addr)).is_empty());
     let builds = recorded(daemon.addr);
     let build = downloads(&builds)[0];
-    assert_eq!((build["exit_code"].as_i64(), build["complete"].as_bool()), (Some(0), Some(true)), "{build:#}");
-    assert_eq!(build["findings"], serde_json::json!([]), "{build:#}");
+    assert_clean(build);
     let (_, timeline) = get_json(daemon.addr, &format!("/api/v1/builds/{}", build["id"].as_str().unwrap()));
     let build = &timeline["builds"][0];
     assert_eq!(build["config"]["GOPROXY"], serde_json::json!({"value": "https://mirror.lab.test", "source": "goenv_file"}), "{build:#}");
@@ -532,8 +535,16 @@ impl Drop for Container {
     }
 }
 
+/// The capabilities deploy/kubernetes/daemonset.yaml adds, as podman takes them
+/// (`BPF,PERFMON,…`): its `add:` line is a JSON-style list.
+fn daemonset_capabilities() -> String {
+    let manifest = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/daemonset.yaml")).unwrap();
+    let list = manifest.lines().find_map(|l| l.trim().strip_prefix("add:")).expect("the DaemonSet adds capabilities");
+    serde_json::from_str::<Vec<String>>(list.trim()).expect("a flow-style list of names").join(",")
+}
+
 /// The image `cargo xtask image` built (deploy/container/), run the way the
-/// DaemonSet runs it: the host's PID namespace, the six capabilities and nothing
+/// DaemonSet runs it: the host's PID namespace, the DaemonSet's capabilities and nothing
 /// else, a read-only root, the host's cgroup hierarchy, BTF, tracefs and bpffs
 /// mounted in. It traces a build of the lab's client and stops cleanly.
 #[test]
@@ -554,6 +565,8 @@ fn the_container_image_traces_builds_as_the_daemonset_runs_it() {
     let data = lab.path("daemon-data");
     std::fs::create_dir_all(&data).unwrap();
     let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let capabilities = daemonset_capabilities();
+    assert_eq!(capabilities.split(',').count(), 6, "{capabilities}");
     let container = Container(format!("gomod-trace-lab-{}", std::process::id()));
     let volume = |host: &str, inside: &str, mode: &str| format!("{host}:{inside}:{mode}");
     let started = Command::new("podman")
@@ -563,7 +576,7 @@ fn the_container_image_traces_builds_as_the_daemonset_runs_it() {
         .args(["--ulimit", "nofile=8192:8192", "--ulimit", "nproc=4096:4096"])
         .args(["--pid=host", "--cgroupns=host", "--network=host", "--read-only"])
         .args(["--security-opt", "no-new-privileges", "--cap-drop=ALL"])
-        .args(["--cap-add=BPF,PERFMON,NET_ADMIN,SYS_ADMIN,DAC_READ_SEARCH,SYS_PTRACE"])
+        .arg(format!("--cap-add={capabilities}"))
         .args(["--volume", &volume("/sys/fs/cgroup", "/sys/fs/cgroup", "ro")])
         .args(["--volume", &volume("/sys/kernel/btf", "/sys/kernel/btf", "ro")])
         .args(["--volume", &volume("/sys/kernel/tracing", "/sys/kernel/tracing", "ro")])
@@ -586,8 +599,7 @@ fn the_container_image_traces_builds_as_the_daemonset_runs_it() {
     wait_until("the build in the container's history", Duration::from_secs(30), || !downloads(&recorded(addr)).is_empty());
     let builds = recorded(addr);
     let build = downloads(&builds)[0];
-    assert_eq!((build["exit_code"].as_i64(), build["complete"].as_bool()), (Some(0), Some(true)), "{build:#}");
-    assert_eq!(build["findings"], serde_json::json!([]), "{build:#}");
+    assert_clean(build);
     let (_, timeline) = get_json(addr, &format!("/api/v1/builds/{}", build["id"].as_str().unwrap()));
     let modules = timeline["builds"][0]["spans"].as_array().unwrap().iter().filter(|s| s["kind"] == "module").count();
     assert_eq!(modules, 2, "{timeline:#}");
