@@ -153,7 +153,12 @@ pub struct TracepointOffsets {
     pub getsockopt_optval: u32,
     /// `sys_exit_getsockopt`'s `ret`.
     pub getsockopt_ret: u32,
-    pub _pad: u32,
+    /// `sys_enter_connect`'s `fd` and `uservaddr`: which socket a connect error
+    /// belongs to, and whether it is an inet socket at all.
+    pub connect_fd: u32,
+    pub connect_addr: u32,
+    /// `sys_enter_getsockopt`'s `fd`.
+    pub getsockopt_fd: u32,
 }
 
 /// The one entry of the `CONFIG` array map.
@@ -248,6 +253,10 @@ pub struct ConnectErrorRecord {
     pub build: u32,
     /// A positive errno.
     pub errno: i32,
+    /// Cookie of the socket the error belongs to (the one its `ConnectRecord`
+    /// carries), from the fd the process passed; 0 when it is not known (a
+    /// non-inet socket, or a connect the cgroup hooks did not see).
+    pub cookie: u64,
 }
 
 #[repr(C)]
@@ -333,9 +342,9 @@ assert_size!(EventHeader, 32);
 assert_size!(ProcessEntry, 8);
 assert_size!(SocketEntry, 88);
 assert_size!(KernelOffsets, 40);
-assert_size!(TracepointOffsets, 128);
-assert_size!(ProbeConfig, 200);
-assert_size!(ConnectErrorRecord, 40);
+assert_size!(TracepointOffsets, 136);
+assert_size!(ProbeConfig, 208);
+assert_size!(ConnectErrorRecord, 48);
 assert_size!(FileRecord, 32 + 16 + 512);
 assert_size!(ExecRecord, 32 + 8 + 16 + 256);
 assert_size!(ForkRecord, 40);

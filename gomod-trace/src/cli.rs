@@ -81,6 +81,8 @@ pub struct DaemonArgs {
     /// Process name of the Go command: a process that executes it starts a build.
     #[arg(long, default_value = "go", value_name = "NAME")]
     pub go_command: String,
+    #[command(flatten)]
+    pub judge: JudgeArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -147,10 +149,28 @@ pub struct OutputArgs {
     pub output: Option<PathBuf>,
 }
 
+/// How findings are judged (the same for `run`, `replay` and the daemon).
+#[derive(Debug, Args)]
+pub struct JudgeArgs {
+    /// A connection that receives nothing for this long while a module's zip is
+    /// arriving is a stalled transfer (cmd/go has no response timeout: it would
+    /// wait forever). Counted to the close when nothing came after (e.g. 30s, 2m).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub stall_threshold: std::time::Duration,
+}
+
+impl JudgeArgs {
+    pub fn settings(&self) -> crate::correlate::Settings {
+        crate::correlate::Settings { stall_threshold_ns: self.stall_threshold.as_nanos() as u64 }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub judge: JudgeArgs,
     /// Also write the decoded kernel events as JSON lines (for `replay` and bug
     /// reports; secrets in URLs are not in it).
     #[arg(long, value_name = "EVENTS.jsonl")]
@@ -170,6 +190,8 @@ pub struct ReplayArgs {
     pub events: PathBuf,
     #[command(flatten)]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub judge: JudgeArgs,
 }
 
 #[cfg(test)]

@@ -123,7 +123,9 @@ pub fn decode(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeErro
         }
         kind::CONNECT_ERROR => {
             let r: ConnectErrorRecord = read(bytes, "connect error record")?;
-            Event::ConnectError { at, pid: header.pid, build: r.build, errno: r.errno }
+            // Cookies start at 1: 0 is the kernel's "no socket known".
+            let cookie = (r.cookie != 0).then_some(r.cookie);
+            Event::ConnectError { at, pid: header.pid, build: r.build, errno: r.errno, cookie }
         }
         kind::EXIT => {
             let r: ExitRecord = read(bytes, "exit record")?;
@@ -258,6 +260,21 @@ mod tests {
                 remote: "10.0.0.5:443".parse().unwrap(),
             }
         );
+    }
+
+    #[test]
+    fn connect_error_carries_its_socket_cookie_when_known() {
+        let mut record = ConnectErrorRecord { header: header(kind::CONNECT_ERROR), build: 40, errno: 113, cookie: 99 };
+        let event = decode(&as_bytes(&record), &DecodeContext::default()).unwrap();
+        assert_eq!(
+            event,
+            Event::ConnectError { at: At { ts_ns: 1_000, cpu: 1, seq: 7 }, pid: 42, build: 40, errno: 113, cookie: Some(99) }
+        );
+        record.cookie = 0;
+        let Event::ConnectError { cookie, .. } = decode(&as_bytes(&record), &DecodeContext::default()).unwrap() else {
+            panic!("not a connect error")
+        };
+        assert_eq!(cookie, None);
     }
 
     #[test]

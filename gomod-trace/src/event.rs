@@ -200,6 +200,11 @@ pub enum Event {
         pid: u32,
         build: u32,
         errno: i32,
+        /// The cookie of the failed socket (its `Connect` event's), when the kernel
+        /// knew it: absent for non-inet sockets and in recordings made before it
+        /// was recorded, which then still replay.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cookie: Option<u64>,
     },
     /// A build process connected a socket, or sent its first datagram.
     Connect {
@@ -331,5 +336,25 @@ mod base64_bytes {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
         let text = String::deserialize(d)?;
         STANDARD.decode(text).map(Bytes::from).map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_error_cookie_is_optional_on_the_wire() {
+        // A line of a recording made before connect errors carried a cookie.
+        let old = r#"{"event":"connect_error","ts_ns":5,"cpu":1,"seq":70,"pid":22989,"build":22970,"errno":2}"#;
+        let event: Event = serde_json::from_str(old).unwrap();
+        let at = At { ts_ns: 5, cpu: 1, seq: 70 };
+        assert_eq!(event, Event::ConnectError { at, pid: 22989, build: 22970, errno: 2, cookie: None });
+        assert_eq!(serde_json::to_string(&event).unwrap(), old);
+
+        let new = Event::ConnectError { at, pid: 22989, build: 22970, errno: 111, cookie: Some(4097) };
+        let line = serde_json::to_string(&new).unwrap();
+        assert!(line.ends_with(r#""errno":111,"cookie":4097}"#), "{line}");
+        assert_eq!(serde_json::from_str::<Event>(&line).unwrap(), new);
     }
 }

@@ -291,7 +291,7 @@ mod tests {
 
     fn fixture(name: &str) -> Build {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(format!("{name}.jsonl"));
-        Correlator::timeline(record::read(&path).unwrap()).builds.remove(0)
+        Correlator::timeline(record::read(&path).unwrap(), Default::default()).builds.remove(0)
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the daemon exports.
 use std::collections::BTreeSet;
 
-use gomod_trace::{correlate::Correlator, metrics::Metrics, record};
+use gomod_trace::{correlate::{Correlator, Settings}, metrics::Metrics, record};
 
 /// Metric names a PromQL expression mentions (gomod_trace_…).
 fn metric_names(expr: &str) -> Vec<String> {
@@ -22,7 +22,7 @@ fn exported() -> BTreeSet<String> {
     let mut metrics = Metrics::new();
     for fixture in ["clean_download", "sumdb_dropped_remote", "fallback_to_git"] {
         let events = record::read(&root.join(format!("tests/fixtures/{fixture}.jsonl"))).unwrap();
-        for build in &Correlator::timeline(events).builds {
+        for build in &Correlator::timeline(events, Settings::default()).builds {
             metrics.observe(build);
         }
     }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use gomod_trace::{
-    correlate::Correlator,
+    correlate::{Correlator, Settings},
     event::{Event, LossReason},
     record,
     timeline::{Build, Outcome, Role, Severity, SpanKind, Timeline},
@@ -14,7 +14,16 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn timeline(name: &str) -> Timeline {
-    Correlator::timeline(record::read(&fixture(name)).expect("fixture reads"))
+    timeline_with(name, Settings::default())
+}
+
+fn timeline_with(name: &str, settings: Settings) -> Timeline {
+    Correlator::timeline(record::read(&fixture(name)).expect("fixture reads"), settings)
+}
+
+/// The lab's stalls last about 9 s: judged with a 5 s threshold (the default is 30 s).
+fn stall_settings() -> Settings {
+    Settings { stall_threshold_ns: 5_000_000_000 }
 }
 
 fn only_build(t: &Timeline) -> &Build {
@@ -91,11 +100,11 @@ fn firewall_drop_costs_the_dial_timeout() {
 #[test]
 fn events_out_of_order_across_cpus_give_the_same_timeline() {
     let events = record::read(&fixture("clean_download")).unwrap();
-    let expected = serde_json::to_string(&Correlator::timeline(events.clone())).unwrap();
+    let expected = serde_json::to_string(&Correlator::timeline(events.clone(), Settings::default())).unwrap();
     let mut shuffled = events;
     shuffled.reverse();
     shuffled.rotate_left(7);
-    assert_eq!(serde_json::to_string(&Correlator::timeline(shuffled)).unwrap(), expected);
+    assert_eq!(serde_json::to_string(&Correlator::timeline(shuffled, Settings::default())).unwrap(), expected);
 }
 
 #[test]
@@ -103,7 +112,7 @@ fn lost_events_make_the_build_incomplete() {
     let mut events = record::read(&fixture("clean_download")).unwrap();
     let middle = events[events.len() / 2].ts_ns();
     events.push(Event::Lost { ts_ns: middle, count: 3, reason: LossReason::RingBufferFull });
-    let t = Correlator::timeline(events);
+    let t = Correlator::timeline(events, Settings::default());
     let b = only_build(&t);
     assert!(!b.complete);
     let finding = b.findings.iter().find(|f| f.kind == "incomplete_trace").expect("incomplete_trace");
@@ -123,7 +132,7 @@ fn pid_reuse_starts_a_new_build() {
     let first = record::read(&fixture("nxdomain")).unwrap();
     let mut events = first.clone();
     events.extend(first.into_iter().skip(1).map(|e| shift(e, 60_000_000_000)));
-    let t = Correlator::timeline(events);
+    let t = Correlator::timeline(events, Settings::default());
     assert_eq!(t.builds.len(), 2);
     assert_eq!(t.builds[0].pid, t.builds[1].pid);
     assert_ne!(t.builds[0].id, t.builds[1].id);
@@ -173,7 +182,7 @@ fn every_recorded_failure_gives_its_findings() {
         ("dual_stack", &["dual_stack_delay"]),
         ("https_proxy_407", &["http_proxy_failure"]),
     ] {
-        let t = timeline(fixture);
+        let t = timeline_with(fixture, stall_settings());
         let b = only_build(&t);
         assert_eq!(serious_kinds(b), expected, "{fixture}: {:#?}", b.findings);
         for f in &b.findings {
@@ -208,10 +217,13 @@ fn fallback_names_the_modules_their_repositories_and_the_404s() {
 
 #[test]
 fn stall_and_slow_downloads_name_module_host_and_time() {
-    let t = timeline("stalled_transfer");
+    let t = timeline_with("stalled_transfer", stall_settings());
     let f = finding(only_build(&t), "stalled_transfer");
     assert!(f.message.contains("lab.test/mod01@v1.0.0") && f.message.contains("stall.lab.test"), "{}", f.message);
     assert!(f.cost_ms > 7_000.0, "{}", f.cost_ms);
+    // The threshold is the user's: a 9 s silence is no stall at the default 30 s.
+    let t = timeline("stalled_transfer");
+    assert!(only_build(&t).findings.iter().all(|f| f.kind != "stalled_transfer"), "{:#?}", only_build(&t).findings);
 
     let t = timeline("slow_proxy");
     let f = finding(only_build(&t), "slow_download");

@@ -106,7 +106,7 @@ fn program_stats() -> Result<std::collections::BTreeMap<String, (u64, u64)>> {
     Ok(stats)
 }
 
-const PROGRAMS: [&str; 20] = [
+const PROGRAMS: [&str; 21] = [
     "sched_process_exec",
     "sched_process_fork",
     "sched_process_exit",
@@ -124,6 +124,7 @@ const PROGRAMS: [&str; 20] = [
     "sys_enter_renameat",
     "sys_enter_renameat2",
     "sys_enter_unlinkat",
+    "sys_enter_connect",
     "sys_exit_connect",
     "sys_enter_getsockopt",
     "sys_exit_getsockopt",

@@ -1,7 +1,9 @@
 //! Sockets that build processes open: `cgroup/connect4|6` (TCP and connected UDP,
 //! which is how Go's resolver asks DNS) and `cgroup/sendmsg4|6` (unconnected UDP,
 //! as libc resolvers may use). Process context: the current tgid is the owner.
-//! Always allow the operation: the tracer watches, it never decides.
+//! Always allow the operation: the tracer watches, it never decides. A connect's
+//! socket cookie is also filed under the caller's fd, for its errors
+//! (connect_result.rs).
 use aya_ebpf::{
     EbpfContext as _,
     bindings::{BPF_NOEXIST, bpf_sock_addr},
@@ -11,7 +13,10 @@ use aya_ebpf::{
 };
 use gomod_trace_ebpf::{ConnectRecord, SocketEntry, hook, kind};
 
-use crate::wire::{SOCKETS, reserve, tracked_build};
+use crate::{
+    connect_result::remember_socket,
+    wire::{SOCKETS, reserve, tracked_build},
+};
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
@@ -45,6 +50,13 @@ pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
 fn on_sock_addr(ctx: &SockAddrContext, family: u16, hook: u16) -> Option<()> {
     let tgid = ctx.tgid();
     let build = tracked_build(tgid)?;
+    // SAFETY: a sock_addr context is a valid argument of this helper.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    if hook == hook::CONNECT {
+        // Whatever the protocol: a later error on this fd must name this socket,
+        // not an older one that had the same fd number.
+        remember_socket(tgid, cookie);
+    }
     let sa: *const bpf_sock_addr = ctx.sock_addr;
     // Context fields are read one by one with plain loads at fixed offsets: the
     // verifier refuses loads through a pointer derived from the context.
@@ -53,8 +65,6 @@ fn on_sock_addr(ctx: &SockAddrContext, family: u16, hook: u16) -> Option<()> {
     if protocol != IPPROTO_TCP && protocol != IPPROTO_UDP {
         return None;
     }
-    // SAFETY: a sock_addr context is a valid argument of this helper.
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
     let entry = SocketEntry { pid: tgid, build, ..Default::default() };
     // A datagram socket announces itself on its first sendmsg only.
     let flags = if hook == hook::SENDMSG { BPF_NOEXIST as u64 } else { 0 };

@@ -12,6 +12,7 @@ pub async fn daemon(args: DaemonArgs) -> i32 {
         retention: Retention { max_age: args.retention, max_builds: args.max_builds },
         idle_timeout: args.idle_timeout,
         go_command: args.go_command,
+        settings: args.judge.settings(),
     })
     .await
 }

@@ -11,7 +11,7 @@ pub fn replay(args: &ReplayArgs) -> i32 {
             return EXIT_TRACER_ERROR;
         }
     };
-    let timeline = Correlator::timeline(events);
+    let timeline = Correlator::timeline(events, args.judge.settings());
     match write_timeline(&timeline, &args.output) {
         Ok(()) => 0,
         Err(e) => {

@@ -155,7 +155,7 @@ pub async fn run(args: &RunArgs) -> i32 {
             eprintln!("gomod-trace: {e}");
         }
     }
-    let timeline = Correlator::timeline(collector.events);
+    let timeline = Correlator::timeline(collector.events, args.judge.settings());
     if let Err(e) = write_timeline(&timeline, &args.output) {
         eprintln!("gomod-trace: {e}");
     }

@@ -2,8 +2,11 @@
 //! queries ↔ answers, TLS and HTTP exchanges, and the findings they support.
 //! Deterministic and free of I/O and clocks: the same events give the same
 //! timeline, which is how recordings replay and how it is tested without root.
+mod endpoints;
 mod findings;
+mod lookups;
 mod modules;
+mod render;
 mod state;
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,9 +21,26 @@ use state::{BuildState, SocketState};
 pub const DNS_TIMEOUT_NS: u64 = 5_000_000_000;
 /// Go's TLS handshake timeout (net/http's default transport).
 pub const TLS_TIMEOUT_NS: u64 = 10_000_000_000;
+/// How long a connection may go quiet mid-download before it counts as stalled.
+pub const DEFAULT_STALL_THRESHOLD: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How the correlator judges what it sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// A connection that received nothing for this long while a module's zip was
+    /// arriving stalled (`stalled_transfer`).
+    pub stall_threshold_ns: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings { stall_threshold_ns: DEFAULT_STALL_THRESHOLD.as_nanos() as u64 }
+    }
+}
 
 #[derive(Default)]
 pub struct Correlator {
+    settings: Settings,
     /// (CLOCK_MONOTONIC ns, Unix ns) of the same instant.
     anchor: Option<(u64, i64)>,
     /// Builds by a number that is never reused (the daemon forgets finished ones).
@@ -33,17 +53,20 @@ pub struct Correlator {
     /// Child → parent, from forks.
     parents: HashMap<u32, u32>,
     sockets: HashMap<u64, SocketState>,
+    /// Every TCP socket of a build not yet rendered, by cookie → (build, connect
+    /// span): a connect's error may be read after its socket closed.
+    connects: HashMap<u64, (usize, usize)>,
 }
 
 impl Correlator {
-    pub fn new() -> Correlator {
-        Correlator::default()
+    pub fn new(settings: Settings) -> Correlator {
+        Correlator { settings, ..Correlator::default() }
     }
 
     /// Builds the timeline of a whole recorded or captured stream.
-    pub fn timeline(mut events: Vec<Event>) -> Timeline {
+    pub fn timeline(mut events: Vec<Event>, settings: Settings) -> Timeline {
         sort_events(&mut events);
-        let mut correlator = Correlator::new();
+        let mut correlator = Correlator::new(settings);
         for event in &events {
             correlator.push(event);
         }
@@ -89,13 +112,25 @@ impl Correlator {
                 let Some(b) = self.builds.get_mut(&build_index) else { return };
                 b.touch(at.ts_ns);
                 let socket = SocketState::open(b, build_index, at.ts_ns, *pid, parent, *protocol, *remote);
+                if let Some(span) = socket.connect_span() {
+                    self.connects.insert(*cookie, (build_index, span));
+                }
                 self.sockets.insert(*cookie, socket);
             }
-            Event::ConnectError { at, pid, build, errno } => {
+            Event::ConnectError { at, pid, build, errno, cookie } => {
                 let Some(build_index) = self.build_of(*pid, *build) else { return };
                 let Some(b) = self.builds.get_mut(&build_index) else { return };
                 b.touch(at.ts_ns);
-                b.on_connect_error(at.ts_ns, *pid, *errno);
+                // The socket's own connect; without a cookie (older recordings),
+                // the process's latest.
+                let connect = match cookie {
+                    Some(c) => match self.connects.get(c) {
+                        Some(&(b, span)) if b == build_index => Some(span),
+                        _ => return,
+                    },
+                    None => None,
+                };
+                b.on_connect_error(at.ts_ns, *pid, *errno, connect);
             }
             Event::TcpState { at, cookie, old, new, local, error, counters, .. } => {
                 let Some(socket) = self.sockets.get_mut(cookie) else { return };
@@ -264,7 +299,8 @@ impl Correlator {
         }
         self.processes.retain(|_, p| p.0 != index);
         self.running.retain(|_, b| *b != index);
-        Some(build.render(anchor))
+        self.connects.retain(|_, (b, _)| *b != index);
+        Some(render::render(build, anchor, &self.settings))
     }
 }
 
@@ -273,3 +309,6 @@ pub fn exit_code(wait_status: i32) -> i32 {
     let signal = wait_status & 0x7f;
     if signal == 0 { (wait_status >> 8) & 0xff } else { 128 + signal }
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,14 +8,14 @@ use std::{
 use serde_json::{Value, json};
 
 use super::{
-    DNS_TIMEOUT_NS, TLS_TIMEOUT_NS, findings,
+    DNS_TIMEOUT_NS, TLS_TIMEOUT_NS,
     modules::{self, CachePath},
 };
 use crate::{
     event::{Counters, Direction, FileOp, Protocol, TcpState},
     goenv,
     proto::{dns, http, tls},
-    timeline::{self, Build, ConfigValue, Outcome, Role, Span, SpanKind},
+    timeline::{self, ConfigValue, Outcome, Role, SpanKind},
 };
 
 /// Programs cmd/go runs for direct (VCS) fetches.
@@ -38,6 +38,34 @@ pub struct SpanState {
     pub port: Option<u16>,
     pub outcome: Option<Outcome>,
     pub attrs: BTreeMap<String, Value>,
+    /// The socket that carried this span (index into [`BuildState::peers`]).
+    pub socket: Option<usize>,
+    /// An HTTP response's status.
+    pub status: Option<u16>,
+    /// The endpoints of the build's configuration this span's peer is (set when
+    /// the build is rendered; see `endpoints`).
+    pub endpoints: Vec<usize>,
+    /// Through an HTTP proxy's tunnel: the role and endpoints of its target.
+    pub target_role: Option<Role>,
+    pub target_endpoints: Vec<usize>,
+}
+
+/// What identifies the peer of one socket of the build: the address it connected
+/// to and every name the build used for it.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub pid: u32,
+    pub remote: SocketAddr,
+    /// The name whose DNS answer gave the address (the latest before the connect).
+    pub name: Option<String>,
+    /// The SNI of the TLS handshake on this socket.
+    pub sni: Option<String>,
+    /// `host:port` of the CONNECT sent on this socket (an HTTP proxy's tunnel).
+    pub tunnel: Option<String>,
+    /// The Host of a plaintext HTTP request on this socket.
+    pub host_header: Option<String>,
+    /// The spans this socket carried.
+    pub spans: Vec<usize>,
 }
 
 impl SpanState {
@@ -71,11 +99,14 @@ pub struct BuildState {
     pub end_unseen: bool,
     pub lost: u64,
     pub spans: Vec<SpanState>,
-    /// Names the build resolved, by address (what it asked DNS, or sent as SNI).
-    pub names: HashMap<IpAddr, String>,
+    /// Names the build resolved, by address, with when each answer came (what it
+    /// asked DNS, or sent as SNI outside a tunnel).
+    pub names: HashMap<IpAddr, Vec<(u64, String)>>,
+    /// Every socket of the build, in the order they connected.
+    pub peers: Vec<Peer>,
     /// The root's Go-related environment (redacted) and executable.
     environment: BTreeMap<String, String>,
-    environment_truncated: bool,
+    pub(super) environment_truncated: bool,
     pub config: BTreeMap<String, ConfigValue>,
     /// Module fetches by (module, version) → span index.
     modules: HashMap<(String, String), usize>,
@@ -103,6 +134,7 @@ impl BuildState {
             lost: 0,
             spans: Vec::new(),
             names: HashMap::new(),
+            peers: Vec::new(),
             environment: BTreeMap::new(),
             environment_truncated: false,
             config: BTreeMap::new(),
@@ -186,7 +218,7 @@ impl BuildState {
     /// Outcome, source, role and VCS URL of module spans, once the stream is
     /// complete. A zip that started to arrive and never was put in place leaves its
     /// module aborted, open until the build ended.
-    fn finish_modules(&mut self) {
+    pub(super) fn finish_modules(&mut self) {
         let vcs_urls = self.vcs_urls();
         let build_end = self.end_ns();
         for &span in self.modules.values() {
@@ -246,47 +278,26 @@ impl BuildState {
         self.config = goenv::effective(&self.environment, goenv_file, goroot_go_env);
     }
 
-    /// What each remote end is for this build's configuration.
-    fn assign_roles(&mut self) {
-        let destinations = goenv::Destinations::from_config(&self.config);
-        let comm_of: HashMap<u32, String> = self
-            .spans
-            .iter()
-            .filter(|s| s.kind == SpanKind::Process)
-            .filter_map(|s| Some((s.pid, s.attrs.get("comm")?.as_str()?.to_string())))
-            .collect();
-        for span in self.spans.iter_mut().filter(|s| !matches!(s.kind, SpanKind::Process | SpanKind::Module)) {
-            let host = span.host.as_deref().map(str::to_ascii_lowercase);
-            let is = |hosts: &[String]| host.as_ref().is_some_and(|h| hosts.contains(h));
-            let vcs = comm_of.get(&span.pid).is_some_and(|c| is_vcs_command(c));
-            span.role = if span.port == Some(53) {
-                Role::Dns
-            } else if is(&destinations.http_proxies) {
-                Role::HttpsProxy
-            } else if is(&destinations.proxies) {
-                Role::Proxy
-            } else if is(&destinations.sumdb) {
-                Role::Sumdb
-            } else if vcs {
-                Role::Vcs
-            } else {
-                Role::Other
-            };
-        }
-    }
-
-    /// The errno a process got for a connect: it belongs to that process's latest
-    /// connect that has no error yet, still open or ended just before.
-    pub fn on_connect_error(&mut self, ts: u64, pid: u32, errno: i32) {
+    /// The errno a process got for a connect. With the socket known (`connect`
+    /// is its connect span) it is that socket's; recordings made before the kernel
+    /// named the socket fall back to the process's latest connect without an
+    /// error, still open or ended just before.
+    pub fn on_connect_error(&mut self, ts: u64, pid: u32, errno: i32, connect: Option<usize>) {
         const RECENT_NS: u64 = 1_000_000_000;
-        let span = self.spans.iter_mut().rev().find(|s| {
-            s.kind == SpanKind::Connect
-                && s.pid == pid
-                && !s.attrs.contains_key("error")
-                && s.outcome != Some(Outcome::Ok)
-                && s.end_ns.is_none_or(|end| end + RECENT_NS >= ts)
-        });
-        let Some(s) = span else { return };
+        let span = match connect {
+            Some(span) => Some(span),
+            None => self.spans.iter().rposition(|s| {
+                s.kind == SpanKind::Connect
+                    && s.pid == pid
+                    && !s.attrs.contains_key("error")
+                    && s.outcome != Some(Outcome::Ok)
+                    && s.end_ns.is_none_or(|end| end + RECENT_NS >= ts)
+            }),
+        };
+        let Some(s) = span.map(|i| &mut self.spans[i]) else { return };
+        if s.outcome == Some(Outcome::Ok) {
+            return;
+        }
         s.attrs.insert("error".into(), errno_name(errno).into());
         let outcome = match errno {
             ECONNREFUSED => Outcome::Refused,
@@ -327,6 +338,11 @@ impl BuildState {
             port: None,
             outcome: None,
             attrs: BTreeMap::new(),
+            socket: None,
+            status: None,
+            endpoints: Vec::new(),
+            target_role: None,
+            target_endpoints: Vec::new(),
         });
         self.spans.len() - 1
     }
@@ -340,57 +356,18 @@ impl BuildState {
         span
     }
 
-    pub fn render(mut self, anchor: (u64, i64)) -> Build {
-        self.assign_roles();
-        self.finish_modules();
-        let end = self.end_ns();
-        for span in &mut self.spans {
-            if span.is_open() {
-                // Still open when the stream ended: say so rather than guess.
-                span.end(end, None);
-                span.attrs.insert("unfinished".into(), true.into());
-                if span.outcome.is_none() {
-                    span.outcome = Some(Outcome::Aborted);
-                }
-            }
-        }
-        let wall = |ns: u64| timeline::rfc3339(i128::from(anchor.1) + i128::from(ns) - i128::from(anchor.0));
-        let complete = self.lost == 0 && !self.started_late && !self.end_unseen;
-        if self.environment_truncated {
-            tracing::warn!("build {}: environment larger than the kernel copies; its Go settings may be incomplete", self.root);
-        }
-        let findings = findings::findings(&self, complete);
-        let spans = self
-            .spans
-            .iter()
-            .enumerate()
-            .map(|(index, s)| Span {
-                id: index as u32 + 1,
-                parent: s.parent.map(|p| p as u32 + 1),
-                kind: s.kind,
-                start: wall(s.start_ns),
-                end: s.end_ns.map(wall),
-                duration_ms: s.end_ns.map(|_| timeline::millis(s.duration_ns())),
-                pid: s.pid,
-                role: s.role,
-                host: s.host.clone(),
-                addr: s.addr.map(|a| a.to_string()),
-                port: s.port,
-                outcome: s.outcome,
-                attrs: s.attrs.clone(),
-            })
-            .collect();
-        Build {
-            id: format!("{}-{}", self.root, self.start_ns),
-            command: self.command,
-            pid: self.root,
-            started_at: wall(self.start_ns),
-            ended_at: self.ended_ns.map(wall),
-            exit_code: self.exit_code,
-            complete,
-            config: self.config,
-            spans,
-            findings,
+    /// The name the build resolved `addr` from: the latest answer before `ts`
+    /// (several names may share an address), else the first.
+    pub fn name_at(&self, addr: IpAddr, ts: u64) -> Option<&str> {
+        let names = self.names.get(&addr)?;
+        names.iter().rev().find(|(at, _)| *at <= ts).or(names.first()).map(|(_, n)| n.as_str())
+    }
+
+    /// Remembers that the build learned `name` for `addr` at `ts`.
+    pub fn learn_name(&mut self, addr: IpAddr, name: &str, ts: u64) {
+        let names = self.names.entry(addr).or_default();
+        if names.last().is_none_or(|(_, last)| last != name) {
+            names.push((ts, name.to_string()));
         }
     }
 }
@@ -417,6 +394,8 @@ pub struct SocketState {
     pub drops: u32,
     pub drop_reason: Option<String>,
     closed_by: Option<&'static str>,
+    /// This socket's entry in [`BuildState::peers`].
+    peer: usize,
 }
 
 impl SocketState {
@@ -447,11 +426,26 @@ impl SocketState {
             drops: 0,
             drop_reason: None,
             closed_by: None,
+            peer: b.peers.len(),
         };
+        b.peers.push(Peer {
+            pid,
+            remote,
+            name: b.name_at(remote.ip(), ts).map(str::to_string),
+            sni: None,
+            tunnel: None,
+            host_header: None,
+            spans: Vec::new(),
+        });
         if protocol == Protocol::Tcp {
             socket.connect = Some(socket.span(b, SpanKind::Connect, ts));
         }
         socket
+    }
+
+    /// The span of this socket's TCP connect.
+    pub fn connect_span(&self) -> Option<usize> {
+        self.connect
     }
 
     fn role(&self) -> Role {
@@ -464,8 +458,11 @@ impl SocketState {
             _ => self.connect.or(self.parent),
         };
         let index = b.open_span(kind, ts, self.pid, parent);
-        let host = b.names.get(&self.remote.ip()).cloned();
+        let peer = &mut b.peers[self.peer];
+        peer.spans.push(index);
+        let host = peer.sni.clone().or_else(|| peer.name.clone());
         let s = &mut b.spans[index];
+        s.socket = Some(self.peer);
         s.role = self.role();
         s.addr = Some(self.remote.ip());
         s.port = Some(self.remote.port());
@@ -632,10 +629,9 @@ impl SocketState {
             "SERVFAIL" => Outcome::Servfail,
             _ => Outcome::Error,
         };
-        let name = b.spans[span].host.clone();
-        if let Some(name) = &name {
+        if let Some(name) = b.spans[span].host.clone() {
             for address in &message.addresses {
-                b.names.entry(*address).or_insert_with(|| name.clone());
+                b.learn_name(*address, &name, ts);
             }
         }
         let s = &mut b.spans[span];
@@ -677,9 +673,15 @@ impl SocketState {
             match tls::parse_first_record(data) {
                 Ok(tls::TlsRecord::ClientHello(hello)) => {
                     if let Some(sni) = &hello.sni {
-                        b.names.entry(self.remote.ip()).or_insert_with(|| sni.clone());
-                        for s in [self.connect, self.transfer].into_iter().flatten() {
-                            b.spans[s].host.get_or_insert_with(|| sni.clone());
+                        // Inside an HTTP proxy's tunnel the name is the target's,
+                        // not the proxy's.
+                        let peer = &mut b.peers[self.peer];
+                        peer.sni = Some(sni.clone());
+                        if peer.tunnel.is_none() {
+                            b.learn_name(self.remote.ip(), sni, ts);
+                            for s in [self.connect, self.transfer].into_iter().flatten() {
+                                b.spans[s].host.get_or_insert_with(|| sni.clone());
+                            }
                         }
                     }
                     let s = &mut b.spans[span];
@@ -703,6 +705,12 @@ impl SocketState {
         }
         if let Ok(request) = http::parse_request(data) {
             let span = self.span(b, SpanKind::Http, ts);
+            let peer = &mut b.peers[self.peer];
+            if request.method == "CONNECT" {
+                peer.tunnel = Some(request.target.clone());
+            } else if let Some(host) = &request.host {
+                peer.host_header.get_or_insert_with(|| host.clone());
+            }
             let s = &mut b.spans[span];
             // A CONNECT names its target; the span stays the proxy's.
             if let Some(host) = request.host.as_ref().filter(|_| request.method != "CONNECT") {
@@ -742,6 +750,7 @@ impl SocketState {
             && let Ok(response) = http::parse_response(data)
         {
             let s = &mut b.spans[h];
+            s.status = Some(response.status);
             s.attrs.insert("status".into(), response.status.into());
             let outcome = if response.status < 400 { Outcome::Ok } else { Outcome::Error };
             s.end(ts, Some(outcome));

@@ -62,6 +62,8 @@ pub struct DaemonConfig {
     /// A build with no event for this long is closed as it stands.
     pub idle_timeout: Duration,
     pub go_command: String,
+    /// How findings are judged.
+    pub settings: crate::correlate::Settings,
 }
 
 /// What the API reads.
@@ -131,7 +133,7 @@ async fn serve(config: DaemonConfig) -> Result<(), String> {
     let context = DecodeContext { drop_reasons: probe.drop_reasons.clone() };
 
     let writer = spawn_writer(history, config.retention);
-    let correlator = tokio::spawn(correlate(events_rx, writer.0.clone(), shared.clone(), config.idle_timeout));
+    let correlator = tokio::spawn(correlate(events_rx, writer.0.clone(), shared.clone(), config.idle_timeout, config.settings));
     let reader = tokio::spawn(read(probe, ring, fill, context, events_tx, shared.clone(), stop_rx.clone()));
     let server = tokio::spawn(api::serve(listener, shared.clone(), stop_rx));
     shared.ready.store(true, Ordering::SeqCst);
@@ -234,8 +236,9 @@ async fn correlate(
     builds: std::sync::mpsc::Sender<Build>,
     shared: Arc<Shared>,
     idle_timeout: Duration,
+    settings: crate::correlate::Settings,
 ) {
-    let mut correlator = Correlator::new();
+    let mut correlator = Correlator::new(settings);
     let mut pending: Vec<Event> = Vec::new();
     let mut tick = tokio::time::interval(TICK);
     let finish = |finished: Vec<Build>| {

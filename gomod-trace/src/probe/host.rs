@@ -240,6 +240,7 @@ pub fn tracepoint_facts(tracefs: &Path) -> Result<TracepointFacts, HostError> {
     let (renameat_name, renameat, _) = format("syscalls", "sys_enter_renameat")?;
     let (renameat2_name, renameat2, _) = format("syscalls", "sys_enter_renameat2")?;
     let (unlinkat_name, unlinkat, _) = format("syscalls", "sys_enter_unlinkat")?;
+    let (connect_name, connect, _) = format("syscalls", "sys_enter_connect")?;
     let (connect_exit_name, connect_exit, _) = format("syscalls", "sys_exit_connect")?;
     let (getsockopt_name, getsockopt, _) = format("syscalls", "sys_enter_getsockopt")?;
     let (getsockopt_exit_name, getsockopt_exit, _) = format("syscalls", "sys_exit_getsockopt")?;
@@ -278,7 +279,9 @@ pub fn tracepoint_facts(tracefs: &Path) -> Result<TracepointFacts, HostError> {
         getsockopt_optname: getsockopt.offset(&getsockopt_name, "optname")?,
         getsockopt_optval: getsockopt.offset(&getsockopt_name, "optval")?,
         getsockopt_ret: getsockopt_exit.offset(&getsockopt_exit_name, "ret")?,
-        _pad: 0,
+        connect_fd: connect.offset(&connect_name, "fd")?,
+        connect_addr: connect.offset(&connect_name, "uservaddr")?,
+        getsockopt_fd: getsockopt.offset(&getsockopt_name, "fd")?,
     };
     Ok(TracepointFacts {
         offsets,

@@ -25,7 +25,7 @@ pub use host::HostError;
 static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gomod-trace-probes"));
 
 /// The tracepoints the programs attach to: (program, group, tracepoint).
-pub const TRACEPOINTS: [(&str, &str, &str); 14] = [
+pub const TRACEPOINTS: [(&str, &str, &str); 15] = [
     ("sched_process_exec", "sched", "sched_process_exec"),
     ("sched_process_fork", "sched", "sched_process_fork"),
     ("sched_process_exit", "sched", "sched_process_exit"),
@@ -37,6 +37,7 @@ pub const TRACEPOINTS: [(&str, &str, &str); 14] = [
     ("sys_enter_renameat", "syscalls", "sys_enter_renameat"),
     ("sys_enter_renameat2", "syscalls", "sys_enter_renameat2"),
     ("sys_enter_unlinkat", "syscalls", "sys_enter_unlinkat"),
+    ("sys_enter_connect", "syscalls", "sys_enter_connect"),
     ("sys_exit_connect", "syscalls", "sys_exit_connect"),
     ("sys_enter_getsockopt", "syscalls", "sys_enter_getsockopt"),
     ("sys_exit_getsockopt", "syscalls", "sys_exit_getsockopt"),

@@ -3,14 +3,23 @@
 //! out of reach, fetches that went to the VCS or to the next proxy, private module
 //! paths sent out, stalled and slow downloads, IPv6 that costs every connect its
 //! fallback delay, HTTP proxies that refuse to tunnel, and HTTP error statuses.
-use std::{collections::BTreeMap, net::IpAddr};
+//! Who a span talks to comes from the endpoint table (its role and the
+//! configuration entries it reaches), never from comparing host names.
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+};
 
 use serde_json::Value;
 
-use super::{address, covered_ns, destination, seconds};
+use super::{Settings, address, covered_ns, destination, seconds};
 use crate::{
-    correlate::state::{BuildState, SpanState, is_vcs_command},
-    goenv::{self, ProxyEntry, SumDb},
+    correlate::{
+        endpoints::{EndpointTable, Host},
+        lookups::{self, NameLookups},
+        state::{BuildState, SpanState, is_vcs_command},
+    },
+    goenv::{self, ProxyEntry},
     timeline::{Finding, Outcome, Role, Severity, SpanKind, millis},
 };
 
@@ -18,13 +27,11 @@ use crate::{
 const SLOW_ZIP_NS: u64 = 2_000_000_000;
 /// Below this rate a host that delivered slow zips is itself slow.
 const SLOW_BYTES_PER_SECOND: f64 = 1024.0 * 1024.0;
-/// A connection that received nothing for this long under an unfinished zip stalled.
-const STALL_NS: u64 = 5_000_000_000;
 /// Go starts the second address family 300 ms after the first; allow for slack.
 const DUAL_STACK_WINDOW_NS: u64 = 1_000_000_000;
 
-pub fn findings(build: &BuildState) -> Vec<Finding> {
-    let fetch = Fetch::new(build);
+pub fn findings(build: &BuildState, table: &EndpointTable, settings: &Settings) -> Vec<Finding> {
+    let fetch = Fetch::new(build, table, settings);
     let mut out = Vec::new();
     out.extend(fetch.sumdb_unreachable());
     out.extend(fetch.fallback_to_direct());
@@ -41,13 +48,14 @@ pub fn findings(build: &BuildState) -> Vec<Finding> {
 /// A build with what its configuration says, for the rules below.
 struct Fetch<'a> {
     build: &'a BuildState,
+    table: &'a EndpointTable,
+    settings: &'a Settings,
     failed: bool,
-    /// GOPROXY entries in order.
-    proxies: Vec<ProxyEntry>,
-    /// (name, host) of the checksum database, unless GOSUMDB=off.
-    sumdb: Option<(String, String)>,
     noproxy: String,
     nosumdb: String,
+    lookups: Vec<NameLookups>,
+    /// Process name by pid.
+    comms: HashMap<u32, &'a str>,
 }
 
 fn config<'a>(build: &'a BuildState, name: &str) -> &'a str {
@@ -97,32 +105,59 @@ fn failed(span: &SpanState) -> bool {
         && !span.attrs.contains_key("unfinished")
 }
 
-fn http_status(span: &SpanState) -> Option<u64> {
-    (span.kind == SpanKind::Http).then(|| span.attrs.get("status").and_then(Value::as_u64)).flatten()
-}
-
 fn is_connect_request(span: &SpanState) -> bool {
     str_attr(span, "method") == Some("CONNECT")
 }
 
+/// What a span finally talks to: the target of an HTTP proxy's tunnel, or its peer.
+fn reaches(span: &SpanState) -> (Option<Role>, &[usize]) {
+    match span.target_role {
+        Some(role) => (Some(role), &span.target_endpoints),
+        None => (Some(span.role), &span.endpoints),
+    }
+}
+
+fn talks_to(span: &SpanState, role: Role) -> bool {
+    reaches(span).0 == Some(role)
+}
+
+/// A plaintext request for the checksum database (`<proxy>/sumdb/<name>/…`).
+fn is_sumdb_request(span: &SpanState) -> bool {
+    str_attr(span, "target").is_some_and(|t| t.contains("/sumdb/"))
+}
+
+/// Could a GONOPROXY/GOPRIVATE pattern cover modules whose path starts with
+/// `host`? (Only the first path element of each pattern can be checked.)
+fn may_cover_host(patterns: &str, host: &str) -> bool {
+    patterns
+        .split(',')
+        .filter_map(|p| p.trim().split('/').next())
+        .filter(|first| !first.is_empty())
+        .any(|first| goenv::match_prefix_patterns(first, host))
+}
+
 impl<'a> Fetch<'a> {
-    fn new(build: &'a BuildState) -> Fetch<'a> {
+    fn new(build: &'a BuildState, table: &'a EndpointTable, settings: &'a Settings) -> Fetch<'a> {
         let private = config(build, "GOPRIVATE");
         let or_private = |name: &str| {
             let value = config(build, name);
             if value.is_empty() { private.to_string() } else { value.to_string() }
         };
-        let sumdb = match goenv::sumdb(config(build, "GOSUMDB")) {
-            SumDb::Off => None,
-            SumDb::On { name, url } => goenv::url_host(&url).map(|(host, _)| (name, host)),
-        };
+        let comms = build
+            .spans
+            .iter()
+            .filter(|s| s.kind == SpanKind::Process)
+            .filter_map(|s| Some((s.pid, str_attr(s, "comm")?)))
+            .collect();
         Fetch {
             build,
+            table,
+            settings,
             failed: build.exit_code.is_some_and(|c| c != 0),
-            proxies: goenv::proxy_list(config(build, "GOPROXY")),
-            sumdb,
             noproxy: or_private("GONOPROXY"),
             nosumdb: or_private("GONOSUMDB"),
+            lookups: lookups::by_name(&build.spans),
+            comms,
         }
     }
 
@@ -130,12 +165,12 @@ impl<'a> Fetch<'a> {
         self.build.spans.iter().enumerate()
     }
 
-    fn host_is(span: &SpanState, host: &str) -> bool {
-        span.host.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(host))
-    }
-
     fn severity_if_failed(&self) -> Severity {
         if self.failed { Severity::Error } else { Severity::Warning }
+    }
+
+    fn is_vcs_process(&self, pid: u32) -> bool {
+        self.comms.get(&pid).is_some_and(|c| is_vcs_command(c))
     }
 
     /// Module spans fetched directly from a VCS.
@@ -147,36 +182,67 @@ impl<'a> Fetch<'a> {
         format!("{}@{}", str_attr(span, "module").unwrap_or("?"), str_attr(span, "version").unwrap_or("?"))
     }
 
-    /// Processes cmd/go ran for direct fetches (git…), and their connections.
+    /// Processes cmd/go ran for direct fetches (git…), and every connection to a
+    /// version control host (cmd/go's own `?go-get=1` discovery included).
     fn vcs_spans(&self) -> Vec<usize> {
         self.spans()
             .filter(|(_, s)| {
-                s.role == Role::Vcs && matches!(s.kind, SpanKind::Connect | SpanKind::Tls)
+                talks_to(s, Role::Vcs) && matches!(s.kind, SpanKind::Connect | SpanKind::Tls)
                     || s.kind == SpanKind::Process && str_attr(s, "comm").is_some_and(is_vcs_command)
             })
             .map(|(i, _)| i)
             .collect()
     }
 
-    /// Transfers to a proxy or VCS host that were open at some time in [start, end].
+    /// Transfers to a proxy or VCS host (directly or through a tunnel) that were
+    /// open at some time in [start, end].
     fn fetch_transfers(&self, start: u64, end: u64) -> impl Iterator<Item = (usize, &'a SpanState)> + 'a {
         self.spans().filter(move |(_, s)| {
             s.kind == SpanKind::Transfer
-                && matches!(s.role, Role::Proxy | Role::Vcs)
+                && (talks_to(s, Role::Proxy) || talks_to(s, Role::Vcs))
                 && s.start_ns <= end
                 && s.end_ns.is_none_or(|e| e >= start)
         })
     }
 
+    /// Spans that reach GOPROXY entry `entry` and no other (entries on one host
+    /// and port are told apart only by the paths of plaintext requests).
+    fn entry_spans(&self, entry: usize) -> impl Iterator<Item = (usize, &'a SpanState)> + '_ {
+        self.spans().filter(move |(_, s)| {
+            let (role, endpoints) = reaches(s);
+            role == Some(Role::Proxy)
+                && !endpoints.is_empty()
+                && endpoints.iter().all(|&e| self.table.endpoints[e].proxy_index() == Some(entry))
+                && matches!(s.kind, SpanKind::Connect | SpanKind::Tls | SpanKind::Http)
+        })
+    }
+
+    /// Is the checksum database asked in this build (lookups in the module cache,
+    /// or its own connections)?
+    fn sumdb_in_use(&self) -> bool {
+        self.spans().any(|(_, s)| {
+            s.kind == SpanKind::Module && s.attrs.contains_key("sumdb_lookup") || talks_to(s, Role::Sumdb)
+        })
+    }
+
+    /// The lookups of names that are the checksum database's host.
+    fn sumdb_lookups(&self, sumdb: usize) -> impl Iterator<Item = &NameLookups> + '_ {
+        self.lookups.iter().filter(move |g| self.table.names(&g.name).contains(&sumdb))
+    }
+
     /// Failure 4: the checksum database could not be reached. cmd/go has no
     /// fallback for it, so the build fails even when the proxy works.
     fn sumdb_unreachable(&self) -> Option<Finding> {
-        let (name, host) = self.sumdb.as_ref()?;
+        let (sumdb, name) = self.table.sumdb()?;
         let reached = self.spans().any(|(_, s)| {
-            Self::host_is(s, host) && s.kind == SpanKind::Connect && s.outcome == Some(Outcome::Ok)
+            talks_to(s, Role::Sumdb)
+                && s.outcome == Some(Outcome::Ok)
+                && (s.kind == SpanKind::Connect && s.target_role.is_none() || s.kind == SpanKind::Tls)
         });
-        let evidence: Vec<usize> =
-            self.spans().filter(|(_, s)| Self::host_is(s, host) && failed(s)).map(|(i, _)| i).collect();
+        let mut evidence: Vec<usize> = self.spans().filter(|(_, s)| talks_to(s, Role::Sumdb) && failed(s)).map(|(i, _)| i).collect();
+        for group in self.sumdb_lookups(sumdb).filter(|g| !g.resolved()) {
+            evidence.extend(group.queries.iter().copied().filter(|&q| failed(&self.build.spans[q])));
+        }
         if reached || evidence.is_empty() {
             return None;
         }
@@ -195,7 +261,15 @@ impl<'a> Fetch<'a> {
             "cmd/go has no fallback for the checksum database"
         };
         let although = if fetched > 0 { format!(" although {fetched} module(s) came from the proxy") } else { String::new() };
-        let addr = spans.iter().find(|s| s.kind == SpanKind::Connect).map_or_else(|| host.clone(), |s| address(s));
+        let endpoint = &self.table.endpoints[sumdb];
+        let host = match &endpoint.host {
+            Host::Name(n) => n.clone(),
+            Host::Addr(a) => a.to_string(),
+        };
+        let addr = spans
+            .iter()
+            .find(|s| s.kind == SpanKind::Connect && s.target_role.is_none())
+            .map_or_else(|| format!("{host}:{}", endpoint.port), |s| address(s));
         Some(Finding {
             kind: "sumdb_unreachable".into(),
             severity: self.severity_if_failed(),
@@ -205,31 +279,31 @@ impl<'a> Fetch<'a> {
                 seconds(cost)
             ),
             remedy: format!(
-                "allow {host}:443 from this agent, or use a GOPROXY that serves /sumdb/{name}/; list only private modules in GONOSUMDB/GOPRIVATE"
+                "allow {host}:{} from this agent, or use a GOPROXY that serves /sumdb/{name}/; list only private modules in GONOSUMDB/GOPRIVATE",
+                endpoint.port
             ),
             cost_ms: millis(cost),
             spans: ids(evidence),
         })
     }
 
-    /// Proxy entries of GOPROXY: (host, whether `|` follows).
-    fn proxy_hosts(&self) -> Vec<(String, bool)> {
-        self.proxies
-            .iter()
-            .filter_map(|e| match e {
-                ProxyEntry::Url { url, any_error } => goenv::url_host(url).map(|(h, _)| (h, *any_error)),
-                _ => None,
-            })
-            .collect()
+    /// How people read a GOPROXY entry: its URL (redacted) and position.
+    fn entry_text(&self, entry: usize) -> String {
+        match self.table.proxy_entry(entry).next() {
+            Some(e) => self.table.endpoints[e].url.clone(),
+            None => format!("entry {}", entry + 1),
+        }
     }
 
-    /// What a proxy answered, as far as the timeline shows: HTTP statuses of
-    /// plaintext requests, else what the separator after it implies.
-    fn proxy_answer(&self, host: &str, any_error: bool) -> (String, Vec<usize>) {
-        let mut statuses: BTreeMap<u64, usize> = BTreeMap::new();
+    /// What a proxy entry answered, as far as the timeline shows: HTTP statuses of
+    /// its plaintext module requests, else what the separator after it implies.
+    fn proxy_answer(&self, entry: usize, any_error: bool) -> (String, Vec<usize>) {
+        let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
         let mut evidence = Vec::new();
-        for (i, s) in self.spans() {
-            if Self::host_is(s, host) && let Some(status) = http_status(s).filter(|&st| st >= 400) {
+        for (i, s) in self.entry_spans(entry) {
+            if let Some(status) = s.status.filter(|&st| st >= 400)
+                && !is_sumdb_request(s)
+            {
                 *statuses.entry(status).or_default() += 1;
                 evidence.push(i);
             }
@@ -247,32 +321,63 @@ impl<'a> Fetch<'a> {
         (answer, evidence)
     }
 
-    /// Failure 5: modules that came from their VCS although GOPROXY lists a proxy
-    /// first, because the proxy did not have them.
+    /// Failure 5: cmd/go went to version control although GOPROXY lists a proxy
+    /// first, because the proxy did not have the module (or failed, after `|`).
+    /// Seen from cmd/go's own first direct contact (its `?go-get=1` discovery, or
+    /// the VCS command it ran), whether or not a module arrived.
     fn fallback_to_direct(&self) -> Option<Finding> {
-        let direct_index = self.proxies.iter().position(|e| *e == ProxyEntry::Direct)?;
-        let (host, any_error) = self.proxies[..direct_index].iter().rev().find_map(|e| match e {
-            ProxyEntry::Url { url, any_error } => goenv::url_host(url).map(|(h, _)| (h, *any_error)),
+        let direct_index = self.table.proxies.iter().position(|e| *e == ProxyEntry::Direct)?;
+        let (entry, any_error) = self.table.proxies[..direct_index].iter().enumerate().rev().find_map(|(i, e)| match e {
+            ProxyEntry::Url { any_error, .. } => Some((i, *any_error)),
             _ => None,
         })?;
-        let modules: Vec<(usize, &SpanState)> = self
-            .direct_modules()
-            .into_iter()
-            .filter(|(_, s)| !goenv::match_prefix_patterns(&self.noproxy, str_attr(s, "module").unwrap_or("")))
-            .collect();
         let vcs = self.vcs_spans();
-        // A direct fetch that failed (or failed verification) writes no module to
-        // the cache: then the VCS commands are the evidence, unless GONOPROXY may
-        // have sent that module direct on purpose.
-        let unrecorded = self.direct_modules().is_empty() && self.noproxy.is_empty() && !vcs.is_empty();
-        if modules.is_empty() && !unrecorded {
+        let modules = self.direct_modules();
+        let first_direct = vcs
+            .iter()
+            .map(|&i| self.build.spans[i].start_ns)
+            .chain(modules.iter().map(|(_, s)| s.start_ns))
+            .min()?;
+        // A proxy entry before `direct` was asked first.
+        let asked = (0..direct_index).any(|e| self.entry_spans(e).any(|(_, s)| s.start_ns <= first_direct));
+        if !asked {
             return None;
         }
-        let (answer, mut evidence) = self.proxy_answer(&host, any_error);
+        // Modules GONOPROXY/GOPRIVATE send direct on purpose are not a fallback.
+        let unintended: Vec<(usize, &SpanState)> = modules
+            .iter()
+            .copied()
+            .filter(|(_, s)| !goenv::match_prefix_patterns(&self.noproxy, str_attr(s, "module").unwrap_or("")))
+            .collect();
+        if !modules.is_empty() && unintended.is_empty() {
+            return None;
+        }
+        // Without a module in the cache (the direct fetch failed), the hosts tell:
+        // cmd/go's own discovery requests name the module path's host.
+        let connects: Vec<&SpanState> = vcs
+            .iter()
+            .map(|&i| &self.build.spans[i])
+            .filter(|s| s.kind == SpanKind::Connect)
+            .collect();
+        let discovery: Vec<&SpanState> = connects.iter().copied().filter(|s| !self.is_vcs_process(s.pid)).collect();
+        let host_of = |s: &SpanState| -> Option<String> {
+            match (&s.target_role, str_attr(s, "target")) {
+                (Some(_), Some(target)) => goenv::url_host(target).map(|(h, _)| h),
+                _ => s.host.clone().or_else(|| s.addr.map(|a| a.to_string())),
+            }
+        };
+        let mut hosts: Vec<String> =
+            if discovery.is_empty() { &connects } else { &discovery }.iter().filter_map(|s| host_of(s)).collect();
+        hosts.sort();
+        hosts.dedup();
+        if modules.is_empty() && !self.noproxy.is_empty() && hosts.iter().all(|h| may_cover_host(&self.noproxy, h)) {
+            return None;
+        }
+        let (answer, mut evidence) = self.proxy_answer(entry, any_error);
         let cost = covered_ns(
-            vcs.iter().map(|&i| interval(&self.build.spans[i])).chain(modules.iter().map(|(_, s)| interval(s))).collect(),
+            vcs.iter().map(|&i| interval(&self.build.spans[i])).chain(unintended.iter().map(|(_, s)| interval(s))).collect(),
         );
-        let mut names: Vec<String> = modules
+        let mut names: Vec<String> = unintended
             .iter()
             .map(|(_, s)| match str_attr(s, "vcs_url") {
                 Some(url) => format!("{} from {url}", Self::module_name(s)),
@@ -282,19 +387,23 @@ impl<'a> Fetch<'a> {
         if names.is_empty() {
             names = self.build.vcs_urls().iter().map(|url| format!("the module from {url}")).collect();
         }
-        evidence.extend(modules.iter().map(|(i, _)| *i));
+        if names.is_empty() {
+            names = hosts.iter().map(|h| format!("a module of {h} (cmd/go's ?go-get=1 discovery; no VCS command ran)")).collect();
+        }
+        evidence.extend(unintended.iter().map(|(i, _)| *i));
         evidence.extend(vcs);
+        let proxy = self.entry_text(entry);
         Some(Finding {
             kind: "fallback_to_direct".into(),
             severity: Severity::Warning,
             message: format!(
-                "{} module(s) were fetched directly from version control instead of the proxy {host}, which {answer}: {}; the direct fetches took {}",
-                names.len(),
+                "cmd/go went directly to version control instead of the proxy {proxy} (GOPROXY entry {}), which {answer}: {}; the direct fetches took {}",
+                entry + 1,
                 listing(&names),
                 seconds(cost)
             ),
             remedy: format!(
-                "make the modules available on {host}; if they are private, list them in GOPRIVATE/GONOPROXY so that going direct is intended; drop `,direct` from GOPROXY to make a module missing from the proxy an error"
+                "make the modules available on {proxy}; if they are private, list them in GOPRIVATE/GONOPROXY so that going direct is intended; drop `,direct` from GOPROXY to make a module missing from the proxy an error"
             ),
             cost_ms: millis(cost),
             spans: ids(evidence),
@@ -303,48 +412,70 @@ impl<'a> Fetch<'a> {
 
     /// Failure 6: a proxy failed and cmd/go moved on to the next GOPROXY entry.
     fn proxy_fallthrough(&self) -> Option<Finding> {
-        let hosts = self.proxy_hosts();
-        let first_use = |host: &str| {
-            self.spans()
-                .filter(|(_, s)| Self::host_is(s, host) && matches!(s.kind, SpanKind::Connect | SpanKind::Http))
-                .map(|(_, s)| s.start_ns)
-                .min()
-        };
-        for (i, (from, any_error)) in hosts.iter().enumerate() {
+        let entries: Vec<(usize, bool)> = self
+            .table
+            .proxies
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| match e {
+                ProxyEntry::Url { any_error, .. } => Some((i, *any_error)),
+                _ => None,
+            })
+            .collect();
+        let first_use = |entry: usize| self.entry_spans(entry).map(|(_, s)| s.start_ns).min();
+        for (pos, &(from, any_error)) in entries.iter().enumerate() {
             let Some(from_start) = first_use(from) else { continue };
-            let Some((to_index, to)) = hosts[i + 1..]
+            let Some(to) = entries[pos + 1..]
                 .iter()
-                .enumerate()
-                .find(|(_, (h, _))| first_use(h).is_some_and(|t| t >= from_start))
-                .map(|(j, (h, _))| (i + 1 + j, h))
+                .map(|&(e, _)| e)
+                .find(|&e| first_use(e).is_some_and(|t| t >= from_start))
             else {
                 continue;
             };
-            let (answer, mut evidence) = self.proxy_answer(from, *any_error);
-            let from_spans: Vec<usize> = self
-                .spans()
-                .filter(|(_, s)| Self::host_is(s, from) && matches!(s.kind, SpanKind::Connect | SpanKind::Tls | SpanKind::Http))
-                .map(|(i, _)| i)
-                .collect();
+            // Plaintext requests to the next entry that were all for the checksum
+            // database: cmd/go asking for /sumdb/<name>/supported, not a fall-through.
+            let to_requests: Vec<&SpanState> = self.entry_spans(to).filter(|(_, s)| s.kind == SpanKind::Http).map(|(_, s)| s).collect();
+            if !to_requests.is_empty() && to_requests.iter().all(|s| is_sumdb_request(s)) {
+                continue;
+            }
+            let (answer, mut evidence) = self.proxy_answer(from, any_error);
+            let seen = !evidence.is_empty();
+            let from_spans: Vec<usize> = self.entry_spans(from).map(|(i, _)| i).collect();
             let cost = covered_ns(from_spans.iter().map(|&i| interval(&self.build.spans[i])).collect());
             evidence.extend(from_spans);
-            evidence.extend(
-                self.spans().filter(|(_, s)| Self::host_is(s, to) && s.kind == SpanKind::Connect).map(|(i, _)| i),
-            );
-            let remedy = if *any_error {
+            evidence.extend(self.entry_spans(to).filter(|(_, s)| s.kind == SpanKind::Connect).map(|(i, _)| i));
+            let (from_text, to_text) = (self.entry_text(from), self.entry_text(to));
+            // Inside TLS, with the checksum database in use, a contact with the next
+            // entry may be cmd/go asking it for /sumdb/<name>/supported after the
+            // first answered 404 there: that is not a failure, so say only what is seen.
+            if !seen && self.sumdb_in_use() {
+                return Some(Finding {
+                    kind: "proxy_fallthrough".into(),
+                    severity: Severity::Info,
+                    message: format!(
+                        "the build contacted {to_text} (GOPROXY entry {}) after {from_text} (entry {}); TLS hides whether module requests fell through or cmd/go only asked {to_text} whether it serves the checksum database (/sumdb/<name>/supported)",
+                        to + 1,
+                        from + 1
+                    ),
+                    remedy: format!("if private module paths must never reach {to_text}, list them in GOPRIVATE/GONOPROXY"),
+                    cost_ms: 0.0,
+                    spans: ids(evidence),
+                });
+            }
+            let remedy = if any_error {
                 format!(
-                    "fix {from}; `|` after it sends every request on to {to} on any error: if private modules must never reach {to}, use `,` (only 404/410 move on) and list them in GOPRIVATE/GONOPROXY"
+                    "fix {from_text}; `|` after it sends every request on to {to_text} on any error: if private modules must never reach {to_text}, use `,` (only 404/410 move on) and list them in GOPRIVATE/GONOPROXY"
                 )
             } else {
-                format!("publish the modules on {from}, and list private modules in GOPRIVATE/GONOPROXY so that their paths are never sent to {to}")
+                format!("publish the modules on {from_text}, and list private modules in GOPRIVATE/GONOPROXY so that their paths are never sent to {to_text}")
             };
             return Some(Finding {
                 kind: "proxy_fallthrough".into(),
                 severity: Severity::Warning,
                 message: format!(
-                    "requests fell through from the proxy {from} (GOPROXY entry {}), which {answer}, to {to} (entry {}): every module path asked of {from} was then sent to {to}",
-                    i + 1,
-                    to_index + 1
+                    "requests fell through from the proxy {from_text} (GOPROXY entry {}), which {answer}, to {to_text} (entry {}): every module path asked of {from_text} was then sent to {to_text}",
+                    from + 1,
+                    to + 1
                 ),
                 remedy,
                 cost_ms: millis(cost),
@@ -357,10 +488,12 @@ impl<'a> Fetch<'a> {
     /// Failure 7: a module fetched from a private VCS host that GOPRIVATE and
     /// GONOSUMDB do not cover, so its path went to the checksum database.
     fn private_module_leak(&self) -> Option<Finding> {
-        let (name, host) = self.sumdb.as_ref()?;
+        let (sumdb, name) = self.table.sumdb()?;
         let vcs_connects: Vec<(usize, &SpanState)> = self
             .spans()
-            .filter(|(_, s)| s.kind == SpanKind::Connect && s.role == Role::Vcs && s.addr.is_some_and(is_private))
+            .filter(|(_, s)| {
+                s.kind == SpanKind::Connect && s.role == Role::Vcs && s.target_role.is_none() && s.addr.is_some_and(is_private)
+            })
             .collect();
         let (_, vcs) = *vcs_connects.first()?;
         let direct = self.direct_modules();
@@ -373,15 +506,16 @@ impl<'a> Fetch<'a> {
             return None;
         }
         // The database was asked once the private fetch had begun.
-        let asked: Vec<usize> = self
+        let mut asked: Vec<usize> = self
             .spans()
             .filter(|(_, s)| {
-                Self::host_is(s, host)
-                    && matches!(s.kind, SpanKind::Connect | SpanKind::Dns | SpanKind::Tls)
-                    && s.start_ns >= vcs.start_ns
+                talks_to(s, Role::Sumdb) && matches!(s.kind, SpanKind::Connect | SpanKind::Tls) && s.start_ns >= vcs.start_ns
             })
             .map(|(i, _)| i)
             .collect();
+        for group in self.sumdb_lookups(sumdb) {
+            asked.extend(group.queries.iter().copied().filter(|&q| self.build.spans[q].start_ns >= vcs.start_ns));
+        }
         let looked_up = exposed.iter().any(|(_, s)| s.attrs.contains_key("sumdb_lookup"));
         if asked.is_empty() && !looked_up {
             return None;
@@ -395,20 +529,16 @@ impl<'a> Fetch<'a> {
             listing(&exposed.iter().map(|(_, s)| Self::module_name(s)).collect::<Vec<_>>())
         };
         // The module path's host: from the module, else the host cmd/go asked for
-        // the import path (`?go-get=1`) just before it ran the VCS.
+        // the import path (`?go-get=1`) before it ran the VCS.
         let prefix = exposed
             .first()
             .and_then(|(_, s)| str_attr(s, "module"))
             .and_then(|m| m.split('/').next())
             .map(str::to_string)
             .or_else(|| {
-                let first_vcs = self.vcs_spans().iter().map(|&i| self.build.spans[i].start_ns).min()?;
                 self.spans()
-                    .filter(|(_, s)| {
-                        s.kind == SpanKind::Tls && s.role == Role::Other && s.start_ns <= first_vcs
-                    })
-                    .max_by_key(|(_, s)| s.start_ns)
-                    .and_then(|(_, s)| s.host.clone())
+                    .filter(|(_, s)| s.kind == SpanKind::Connect && s.role == Role::Vcs && !self.is_vcs_process(s.pid))
+                    .find_map(|(_, s)| s.host.clone())
             })
             .unwrap_or_else(|| "<module path prefix>".into());
         let outcome = if self.failed {
@@ -435,8 +565,11 @@ impl<'a> Fetch<'a> {
     }
 
     /// Failure 11: a module's zip stopped arriving and never finished; cmd/go has no
-    /// response timeout, so the build hangs until something kills it.
+    /// response timeout, so the build hangs until something kills it. The silence
+    /// is the connection's longest gap between arrivals, or the time from its last
+    /// arrival to its close (or the build's end) when nothing came after it.
     fn stalled_transfers(&self) -> Vec<Finding> {
+        let threshold = self.settings.stall_threshold_ns as f64 / 1e6;
         let mut out = Vec::new();
         for (index, module) in self.spans().filter(|(_, s)| s.kind == SpanKind::Module) {
             if str_attr(module, "incomplete_part") != Some("zip") {
@@ -446,16 +579,17 @@ impl<'a> Fetch<'a> {
             let stalled = self
                 .fetch_transfers(start, end)
                 .filter_map(|(i, s)| {
-                    // The longest silence of the connection, if it overlaps the zip.
-                    let silence_ms = num_attr(s, "longest_silence_ms")?;
-                    let from = s.start_ns + (num_attr(s, "longest_silence_after_ms")? * 1e6) as u64;
-                    let overlaps = from <= end && from + (silence_ms * 1e6) as u64 >= start;
-                    (overlaps && silence_ms * 1e6 >= STALL_NS as f64).then_some((i, s, silence_ms))
+                    let (silence_ms, until_close) = stall_of(s, start, end)?;
+                    (silence_ms >= threshold).then_some((i, s, silence_ms, until_close))
                 })
                 .max_by(|a, b| a.2.total_cmp(&b.2));
-            let Some((transfer_index, transfer, idle_ms)) = stalled else { continue };
+            let Some((transfer_index, transfer, idle_ms, until_close)) = stalled else { continue };
             let received = transfer.attrs.get("bytes_received").and_then(Value::as_u64).unwrap_or(0);
-            let ending = if self.failed { "until it was stopped" } else { "until the connection closed" };
+            let ending = match (until_close, self.failed) {
+                (true, true) => "until it was stopped",
+                (true, false) => "until the connection closed",
+                (false, _) => "until data flowed again",
+            };
             out.push(Finding {
                 kind: "stalled_transfer".into(),
                 severity: Severity::Error,
@@ -499,7 +633,7 @@ impl<'a> Fetch<'a> {
                 modules.sort_unstable();
                 let (bytes, busy_ms) = self
                     .spans()
-                    .filter(|(_, s)| s.kind == SpanKind::Transfer && Self::host_is(s, &host))
+                    .filter(|(_, s)| s.kind == SpanKind::Transfer && s.host.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(&host)))
                     .fold((0u64, 0f64), |(b, t), (_, s)| {
                         (
                             b + s.attrs.get("bytes_received").and_then(Value::as_u64).unwrap_or(0),
@@ -600,7 +734,7 @@ impl<'a> Fetch<'a> {
     fn http_proxy_failures(&self) -> Vec<Finding> {
         let mut by_proxy: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, s) in self.spans() {
-            let refused = is_connect_request(s) && http_status(s).is_some_and(|st| st >= 300);
+            let refused = is_connect_request(s) && s.status.is_some_and(|st| st >= 300);
             let unreachable = s.role == Role::HttpsProxy && s.kind == SpanKind::Connect && failed(s);
             if refused || unreachable {
                 by_proxy.entry(destination(s)).or_default().push(i);
@@ -610,7 +744,7 @@ impl<'a> Fetch<'a> {
             .into_iter()
             .map(|(proxy, evidence)| {
                 let spans: Vec<&SpanState> = evidence.iter().map(|&i| &self.build.spans[i]).collect();
-                let status = spans.iter().find_map(|s| http_status(s));
+                let status = spans.iter().find_map(|s| s.status);
                 let target = spans.iter().find_map(|s| str_attr(s, "target")).unwrap_or("its target");
                 let (what, remedy) = match status {
                     Some(407) => (
@@ -630,7 +764,7 @@ impl<'a> Fetch<'a> {
                         "check HTTPS_PROXY: the proxy's address and port, and that it runs".to_string(),
                     ),
                 };
-                let recovered = self.spans().any(|(_, s)| is_connect_request(s) && http_status(s) == Some(200));
+                let recovered = self.spans().any(|(_, s)| is_connect_request(s) && s.status == Some(200));
                 Finding {
                     kind: "http_proxy_failure".into(),
                     severity: if recovered { Severity::Warning } else { Severity::Error },
@@ -646,9 +780,9 @@ impl<'a> Fetch<'a> {
     /// HTTP error statuses from servers (plaintext HTTP; inside TLS they are not
     /// visible), one finding per host and status.
     fn http_errors(&self) -> Vec<Finding> {
-        let mut groups: BTreeMap<(String, u64), Vec<usize>> = BTreeMap::new();
+        let mut groups: BTreeMap<(String, u16), Vec<usize>> = BTreeMap::new();
         for (i, s) in self.spans() {
-            if let Some(status) = http_status(s).filter(|&st| st >= 400)
+            if let Some(status) = s.status.filter(|&st| st >= 400)
                 && !is_connect_request(s)
             {
                 groups.entry((s.host.clone().unwrap_or_else(|| destination(s)), status)).or_default().push(i);
@@ -663,10 +797,22 @@ impl<'a> Fetch<'a> {
                     str_attr(first, "method").unwrap_or("GET"),
                     str_attr(first, "target").unwrap_or("/")
                 );
-                let severity = if self.failed {
-                    Severity::Error
-                } else if matches!(status, 404 | 410) {
+                // A 404/410 from a GOPROXY entry that another entry follows is the
+                // protocol's "not here": cmd/go moves on, and what it did next is
+                // the finding that matters.
+                let moved_on = matches!(status, 404 | 410)
+                    && evidence.iter().all(|&i| {
+                        let s = &self.build.spans[i];
+                        let (_, endpoints) = reaches(s);
+                        !endpoints.is_empty()
+                            && endpoints.iter().all(|&e| {
+                                self.table.endpoints[e].proxy_index().is_some_and(|p| p + 1 < self.table.proxies.len())
+                            })
+                    });
+                let severity = if moved_on || !self.failed && matches!(status, 404 | 410) {
                     Severity::Info
+                } else if self.failed {
+                    Severity::Error
                 } else {
                     Severity::Warning
                 };
@@ -687,4 +833,27 @@ impl<'a> Fetch<'a> {
             })
             .collect()
     }
+}
+
+/// The silence of a transfer while a zip arrived in [start, end]: (milliseconds,
+/// whether it lasted until the connection closed or the build ended).
+fn stall_of(transfer: &SpanState, start: u64, end: u64) -> Option<(f64, bool)> {
+    let mut best: Option<(f64, bool)> = None;
+    // The longest gap between two arrivals, if it overlaps the zip.
+    if let (Some(ms), Some(after)) = (num_attr(transfer, "longest_silence_ms"), num_attr(transfer, "longest_silence_after_ms")) {
+        let from = transfer.start_ns + (after * 1e6) as u64;
+        if from <= end && from + (ms * 1e6) as u64 >= start {
+            best = Some((ms, false));
+        }
+    }
+    // Nothing arrived from the last arrival to the close: a stall that never
+    // ended (the process was killed, or the build ended with it).
+    if let Some(idle) = num_attr(transfer, "idle_at_close_ms") {
+        let close = transfer.end_ns.unwrap_or(transfer.start_ns);
+        let last = close.saturating_sub((idle * 1e6) as u64);
+        if last <= end && close >= start && best.is_none_or(|(ms, _)| idle > ms) {
+            best = Some((idle, true));
+        }
+    }
+    best
 }

@@ -3,12 +3,17 @@
 //! the cost is the wall time covered by its spans (parallel attempts count once).
 //! This module has the network findings (connects, DNS, TLS); `fetch` has those
 //! that need the build's Go configuration and module fetches.
+mod dns;
 mod fetch;
 
 use std::collections::BTreeMap;
 
-use super::state::{BuildState, SpanState};
-use crate::timeline::{Finding, Outcome, Severity, SpanKind, millis};
+pub use super::Settings;
+use super::{
+    endpoints::EndpointTable,
+    state::{BuildState, SpanState},
+};
+use crate::timeline::{Finding, Outcome, Role, Severity, SpanKind, millis};
 
 /// Wall time covered by a set of intervals, in nanoseconds.
 pub(super) fn covered_ns(mut intervals: Vec<(u64, u64)>) -> u64 {
@@ -66,11 +71,15 @@ struct Group {
     recovered: bool,
 }
 
-pub fn findings(build: &BuildState, complete: bool) -> Vec<Finding> {
+pub fn findings(build: &BuildState, table: &EndpointTable, complete: bool, settings: &Settings) -> Vec<Finding> {
     // (kind, destination) → spans, in a stable order.
     let mut groups: BTreeMap<(&'static str, String), Group> = BTreeMap::new();
     for (index, span) in build.spans.iter().enumerate() {
         let Some(outcome) = span.outcome else { continue };
+        // An HTTP proxy that cannot be reached is `http_proxy_failure` (fetch).
+        if span.role == Role::HttpsProxy && span.kind == SpanKind::Connect {
+            continue;
+        }
         let kind = match (span.kind, outcome) {
             (SpanKind::Connect, Outcome::Dropped) => "firewall_drop",
             (SpanKind::Connect, Outcome::Refused) => "connect_refused",
@@ -82,9 +91,6 @@ pub fn findings(build: &BuildState, complete: bool) -> Vec<Finding> {
                 "firewall_drop"
             }
             (SpanKind::Connect, Outcome::Timeout) => "connect_timeout",
-            (SpanKind::Dns, Outcome::Nxdomain | Outcome::Servfail | Outcome::Timeout | Outcome::Error) => {
-                "dns_failure"
-            }
             (SpanKind::Tls, Outcome::Alert | Outcome::Aborted) => "tls_handshake_failure",
             (SpanKind::Tls, Outcome::Timeout) => "tls_timeout",
             _ => continue,
@@ -92,34 +98,18 @@ pub fn findings(build: &BuildState, complete: bool) -> Vec<Finding> {
         if span.attrs.contains_key("unfinished") {
             continue;
         }
-        let key = match span.kind {
-            SpanKind::Dns => span.host.clone().unwrap_or_default(),
-            _ => destination(span),
-        };
-        let recovered = match span.kind {
-            // A search-list miss (name.suffix) is harmless when the name resolved.
-            SpanKind::Dns => build.spans.iter().any(|s| {
-                s.kind == SpanKind::Dns
-                    && s.outcome == Some(Outcome::Ok)
-                    && s.attrs.get("answers").and_then(|a| a.as_array()).is_some_and(|a| !a.is_empty())
-                    && match (&s.host, &span.host) {
-                        (Some(ok), Some(failed)) => failed == ok || failed.starts_with(&format!("{ok}.")),
-                        _ => false,
-                    }
-            }),
-            _ => recovered(build, span),
-        };
-        let group = groups.entry((kind, key)).or_insert(Group { spans: Vec::new(), recovered: true });
+        let group = groups.entry((kind, destination(span))).or_insert(Group { spans: Vec::new(), recovered: true });
         group.spans.push(index);
-        group.recovered &= recovered;
+        group.recovered &= recovered(build, span);
     }
 
     let mut findings: Vec<Finding> = groups
         .into_iter()
         .map(|((kind, key), group)| describe(build, kind, &key, &group))
         .collect();
+    findings.extend(dns::findings(build));
     findings.extend(checksum_verification(build));
-    findings.extend(fetch::findings(build));
+    findings.extend(fetch::findings(build, table, settings));
     if !complete {
         findings.push(Finding {
             kind: "incomplete_trace".into(),
@@ -218,14 +208,6 @@ fn describe(build: &BuildState, kind: &'static str, key: &str, group: &Group) ->
             (
                 format!("{attempts} to connect to {key} failed: {error} (no route, or an ICMP reject from a firewall)"),
                 format!("check routes and firewall rules between this agent and {key}"),
-            )
-        }
-        "dns_failure" => {
-            let outcome = first.outcome.map_or("error", Outcome::as_str);
-            let server = address(first);
-            (
-                format!("looking up {key} failed ({outcome}) at DNS server {server}; {attempts}, {} lost", seconds(cost)),
-                format!("check that {key} is spelled right in GOPROXY/GOSUMDB and that the agent's DNS server ({server}) can resolve it"),
             )
         }
         "tls_handshake_failure" => {

@@ -1,0 +1,206 @@
+//! A build's working state made into its timeline: every socket's role from the
+//! endpoint table, module outcomes, what is still open closed as unfinished, the
+//! findings, and the contract's JSON shape. State is read here, never changed by
+//! the rules.
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::{
+    endpoints::{EndpointTable, Host},
+    findings::{self, Settings},
+    lookups,
+    state::{BuildState, Peer, is_vcs_command},
+};
+use crate::timeline::{self, Build, Outcome, Role, Span, SpanKind};
+
+/// What one process of the build is, for deciding who a socket talks to.
+struct ProcessInfo<'a> {
+    comm: &'a str,
+    /// cmd/go's own telemetry child (`go ** telemetry **`): not a fetch.
+    telemetry: bool,
+}
+
+/// The role of a peer that no configuration entry names: version control when
+/// cmd/go (or a VCS command it ran) talks to it while direct fetches are
+/// possible, otherwise something else.
+fn unnamed_role(table: &EndpointTable, process: Option<&ProcessInfo>, root_comm: Option<&str>) -> Role {
+    let Some(process) = process else { return Role::Other };
+    if is_vcs_command(process.comm) {
+        return Role::Vcs;
+    }
+    let cmd_go = root_comm.is_some_and(|root| root == process.comm) && !process.telemetry;
+    if cmd_go && table.direct_possible { Role::Vcs } else { Role::Other }
+}
+
+/// `host:port` of a CONNECT target.
+fn split_target(target: &str) -> Option<(&str, u16)> {
+    let (host, port) = target.rsplit_once(':')?;
+    Some((host.trim_matches(['[', ']']), port.parse().ok()?))
+}
+
+struct Roles {
+    role: Role,
+    endpoints: Vec<usize>,
+    target: Option<(Role, Vec<usize>)>,
+}
+
+fn peer_roles(table: &EndpointTable, peer: &Peer, process: Option<&ProcessInfo>, root_comm: Option<&str>) -> Roles {
+    if peer.remote.port() == 53 {
+        return Roles { role: Role::Dns, endpoints: Vec::new(), target: None };
+    }
+    // Outside a tunnel the SNI and Host name the peer itself.
+    let mut names: Vec<&str> = peer.name.iter().map(String::as_str).collect();
+    if peer.tunnel.is_none() {
+        names.extend(peer.sni.as_deref());
+        names.extend(peer.host_header.as_deref().map(|h| split_target(h).map_or(h, |(host, _)| host)));
+    }
+    let endpoints = table.lookup(Some(peer.remote.ip()), &names, peer.remote.port());
+    let role = table.role_of(&endpoints).unwrap_or_else(|| unnamed_role(table, process, root_comm));
+    let target = peer.tunnel.as_deref().and_then(split_target).map(|(host, port)| {
+        let addr = match Host::parse(host) {
+            Host::Addr(a) => Some(a),
+            Host::Name(_) => None,
+        };
+        let mut names = vec![host];
+        names.extend(peer.sni.as_deref());
+        let endpoints = table.lookup(addr, &names, port);
+        let role = table.role_of(&endpoints).unwrap_or_else(|| unnamed_role(table, process, root_comm));
+        (role, endpoints)
+    });
+    Roles { role, endpoints, target }
+}
+
+/// Labels of endpoints as attributes: `entry` for one, `entries` for several
+/// (configuration entries that share a host and port).
+fn label_attrs(table: &EndpointTable, endpoints: &[usize], key: &str, attrs: &mut std::collections::BTreeMap<String, Value>) {
+    match endpoints {
+        [] => {}
+        [one] => {
+            attrs.insert(key.into(), table.endpoints[*one].label().into());
+        }
+        several => {
+            let labels: Vec<String> = several.iter().map(|&i| table.endpoints[i].label()).collect();
+            attrs.insert(format!("{key}_candidates"), labels.into());
+        }
+    }
+}
+
+/// What each socket's peer is for this build's configuration.
+fn assign_roles(build: &mut BuildState, table: &EndpointTable) {
+    let processes: HashMap<u32, ProcessInfo> = build
+        .spans
+        .iter()
+        .filter(|s| s.kind == SpanKind::Process)
+        .filter_map(|s| {
+            let comm = s.attrs.get("comm")?.as_str()?;
+            let argv = s.attrs.get("argv").and_then(Value::as_array);
+            let telemetry = argv.is_some_and(|a| a.iter().skip(1).take(2).any(|v| v.as_str() == Some("telemetry")));
+            Some((s.pid, ProcessInfo { comm, telemetry }))
+        })
+        .collect();
+    let root_comm = processes.get(&build.root).map(|p| p.comm);
+    let decided: Vec<(Vec<usize>, Roles)> = build
+        .peers
+        .iter()
+        .map(|peer| (peer.spans.clone(), peer_roles(table, peer, processes.get(&peer.pid), root_comm)))
+        .collect();
+    for (spans, roles) in decided {
+        for span in spans {
+            let s = &mut build.spans[span];
+            // TLS inside a tunnel is the target's handshake.
+            let (role, endpoints) = match (&roles.target, s.kind) {
+                (Some((role, endpoints)), SpanKind::Tls) => (*role, endpoints.clone()),
+                _ => (roles.role, roles.endpoints.clone()),
+            };
+            s.role = role;
+            // A plaintext request names its entry among several on one host by path.
+            let by_path = (s.kind == SpanKind::Http && endpoints.len() > 1)
+                .then(|| s.attrs.get("target").and_then(Value::as_str).and_then(|t| table.by_path(&endpoints, t)))
+                .flatten();
+            let endpoints = by_path.map_or(endpoints, |one| vec![one]);
+            label_attrs(table, &endpoints, "entry", &mut s.attrs);
+            s.endpoints = endpoints;
+            if let Some((target_role, target_endpoints)) = &roles.target
+                && s.kind != SpanKind::Tls
+            {
+                s.target_role = Some(*target_role);
+                s.target_endpoints = target_endpoints.clone();
+                s.attrs.insert("target_role".into(), serde_json::to_value(target_role).unwrap_or(Value::Null));
+                label_attrs(table, target_endpoints, "target_entry", &mut s.attrs);
+            }
+        }
+    }
+}
+
+/// Notes on queries that gave no address for a name that resolved all the same
+/// (a refused or empty AAAA beside a good A, a search-list miss).
+fn note_dns(build: &mut BuildState) {
+    for group in lookups::by_name(&build.spans) {
+        if !group.resolved() {
+            continue;
+        }
+        for &query in &group.queries {
+            if lookups::unanswered(&build.spans[query]).is_some() {
+                build.spans[query].attrs.insert("name_resolved".into(), true.into());
+            }
+        }
+    }
+}
+
+/// Renders a build: `anchor` ties the kernel's clock to wall time.
+pub fn render(mut build: BuildState, anchor: (u64, i64), settings: &Settings) -> Build {
+    let table = EndpointTable::from_config(&build.config);
+    assign_roles(&mut build, &table);
+    build.finish_modules();
+    let end = build.end_ns();
+    for span in &mut build.spans {
+        if span.is_open() {
+            // Still open when the stream ended: say so rather than guess.
+            span.end(end, None);
+            span.attrs.insert("unfinished".into(), true.into());
+            if span.outcome.is_none() {
+                span.outcome = Some(Outcome::Aborted);
+            }
+        }
+    }
+    note_dns(&mut build);
+    let wall = |ns: u64| timeline::rfc3339(i128::from(anchor.1) + i128::from(ns) - i128::from(anchor.0));
+    let complete = build.lost == 0 && !build.started_late && !build.end_unseen;
+    if build.environment_truncated {
+        tracing::warn!("build {}: environment larger than the kernel copies; its Go settings may be incomplete", build.root);
+    }
+    let findings = findings::findings(&build, &table, complete, settings);
+    let spans = build
+        .spans
+        .iter()
+        .enumerate()
+        .map(|(index, s)| Span {
+            id: index as u32 + 1,
+            parent: s.parent.map(|p| p as u32 + 1),
+            kind: s.kind,
+            start: wall(s.start_ns),
+            end: s.end_ns.map(wall),
+            duration_ms: s.end_ns.map(|_| timeline::millis(s.duration_ns())),
+            pid: s.pid,
+            role: s.role,
+            host: s.host.clone(),
+            addr: s.addr.map(|a| a.to_string()),
+            port: s.port,
+            outcome: s.outcome,
+            attrs: s.attrs.clone(),
+        })
+        .collect();
+    Build {
+        id: format!("{}-{}", build.root, build.start_ns),
+        command: build.command,
+        pid: build.root,
+        started_at: wall(build.start_ns),
+        ended_at: build.ended_ns.map(wall),
+        exit_code: build.exit_code,
+        complete,
+        config: build.config,
+        spans,
+        findings,
+    }
+}

@@ -1,0 +1,396 @@
+//! The correlator on event streams written by hand: each case is a network built
+//! differently from our lab (a resolver that refuses AAAA, a proxy given as an
+//! address, a dead HTTPS_PROXY, two GOPROXY entries on one host, a direct fetch
+//! that dies at discovery, a stall nothing ends, concurrent connects that fail
+//! differently), with the findings it must and must not give.
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+};
+
+use bytes::Bytes;
+use simple_dns::{CLASS, Name, Packet, PacketFlag, QCLASS, QTYPE, Question, RCODE, ResourceRecord, TYPE, rdata};
+
+use super::{Correlator, Settings};
+use crate::{
+    event::{At, ConnectHook, Counters, Direction, Event, Protocol, TcpState},
+    timeline::{Build, Outcome, Role, Severity, SpanKind},
+};
+
+const ROOT: u32 = 100;
+const MS: u64 = 1_000_000;
+const S: u64 = 1_000_000_000;
+
+/// A build's events, written in time order.
+struct Stream {
+    events: Vec<Event>,
+    seq: u64,
+    client_port: u16,
+}
+
+fn sa(addr: &str) -> SocketAddr {
+    addr.parse().expect("socket address")
+}
+
+impl Stream {
+    /// `go mod download` (pid 100) with these Go settings.
+    fn new(vars: &[(&str, &str)]) -> Stream {
+        let mut s = Stream { events: vec![Event::Clock { monotonic_ns: 0, realtime_ns: 1_700_000_000 * S as i64 }], seq: 0, client_port: 40_000 };
+        let at = s.at(1);
+        let argv = vec!["go".to_string(), "mod".into(), "download".into()];
+        s.events.push(Event::Exec { at, pid: ROOT, build: ROOT, comm: "go".into(), argv });
+        let mut env: BTreeMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        env.entry("GOMODCACHE".into()).or_insert_with(|| "/m".into());
+        let at = s.at(1);
+        s.events.push(Event::Environment { at, build: ROOT, executable: "/usr/bin/go".into(), vars: env, truncated: false });
+        s
+    }
+
+    fn at(&mut self, ts_ns: u64) -> At {
+        self.seq += 1;
+        At { ts_ns, cpu: 0, seq: self.seq }
+    }
+
+    fn connect(&mut self, ts: u64, pid: u32, cookie: u64, protocol: Protocol, remote: &str) {
+        let at = self.at(ts);
+        self.events.push(Event::Connect { at, pid, build: ROOT, cookie, protocol, hook: ConnectHook::Connect, remote: sa(remote) });
+    }
+
+    fn state(&mut self, ts: u64, cookie: u64, old: TcpState, new: TcpState, remote: &str, error: i32, counters: Option<Counters>) {
+        self.client_port += 1;
+        let local = SocketAddr::new("10.0.0.1".parse().unwrap(), self.client_port);
+        let at = self.at(ts);
+        self.events.push(Event::TcpState { at, cookie, old, new, local, remote: sa(remote), error, counters });
+    }
+
+    fn payload(&mut self, ts: u64, cookie: u64, direction: Direction, protocol: Protocol, data: Vec<u8>) {
+        let at = self.at(ts);
+        let segment_len = data.len() as u32;
+        self.events.push(Event::Payload { at, cookie, direction, protocol, segment_len, data: Bytes::from(data) });
+    }
+
+    /// One DNS exchange on its own UDP socket: `answer` is the rcode and the
+    /// addresses, or None for a query nobody answered.
+    fn dns(&mut self, ts: u64, cookie: u64, server: &str, name: &str, qtype: TYPE, answer: Option<(RCODE, &[&str])>) {
+        self.connect(ts, ROOT, cookie, Protocol::Udp, server);
+        let id = cookie as u16;
+        let mut query = Packet::new_query(id);
+        query.questions.push(Question::new(Name::new_unchecked(name), QTYPE::TYPE(qtype), QCLASS::CLASS(CLASS::IN), false));
+        self.payload(ts, cookie, Direction::Egress, Protocol::Udp, query.build_bytes_vec().unwrap());
+        let Some((rcode, addresses)) = answer else { return };
+        let mut reply = Packet::new_reply(id);
+        reply.set_flags(PacketFlag::RECURSION_AVAILABLE);
+        *reply.rcode_mut() = rcode;
+        reply.questions.push(Question::new(Name::new_unchecked(name), QTYPE::TYPE(qtype), QCLASS::CLASS(CLASS::IN), false));
+        for address in addresses {
+            let data = match address.parse::<IpAddr>().unwrap() {
+                IpAddr::V4(a) => rdata::RData::A(rdata::A { address: a.into() }),
+                IpAddr::V6(a) => rdata::RData::AAAA(rdata::AAAA { address: a.into() }),
+            };
+            reply.answers.push(ResourceRecord::new(Name::new_unchecked(name), CLASS::IN, 60, data));
+        }
+        self.payload(ts + 2 * MS, cookie, Direction::Ingress, Protocol::Udp, reply.build_bytes_vec().unwrap());
+    }
+
+    /// A TCP connect from `start`: established after 1 ms, or failed at `end`.
+    fn tcp(&mut self, start: u64, pid: u32, cookie: u64, remote: &str, established: bool, end: u64, error: i32) {
+        self.connect(start, pid, cookie, Protocol::Tcp, remote);
+        if established {
+            self.state(start + MS, cookie, TcpState::SynSent, TcpState::Established, remote, 0, None);
+        } else {
+            self.state(end, cookie, TcpState::SynSent, TcpState::Close, remote, error, None);
+        }
+    }
+
+    fn close(&mut self, ts: u64, cookie: u64, remote: &str, counters: Option<Counters>) {
+        self.state(ts, cookie, TcpState::Established, TcpState::Close, remote, 0, counters);
+    }
+
+    /// A plaintext HTTP request and its answer on an established socket.
+    fn http(&mut self, ts: u64, cookie: u64, request: &str, status: Option<u16>) {
+        self.payload(ts, cookie, Direction::Egress, Protocol::Tcp, request.as_bytes().to_vec());
+        if let Some(status) = status {
+            let response = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
+            self.payload(ts + MS, cookie, Direction::Ingress, Protocol::Tcp, response.into_bytes());
+        }
+    }
+
+    fn connect_error(&mut self, ts: u64, pid: u32, errno: i32, cookie: Option<u64>) {
+        let at = self.at(ts);
+        self.events.push(Event::ConnectError { at, pid, build: ROOT, errno, cookie });
+    }
+
+    fn file(&mut self, ts: u64, op: crate::event::FileOp, path: &str, to: Option<&str>) {
+        let at = self.at(ts);
+        self.events.push(Event::File { at, pid: ROOT, build: ROOT, op, path: path.into(), to: to.map(str::to_string) });
+    }
+
+    fn fork_exec(&mut self, ts: u64, child: u32, comm: &str, argv: &[&str]) {
+        let at = self.at(ts);
+        self.events.push(Event::Fork { at, parent: ROOT, child, build: ROOT });
+        let at = self.at(ts);
+        self.events.push(Event::Exec { at, pid: child, build: ROOT, comm: comm.into(), argv: argv.iter().map(|a| a.to_string()).collect() });
+    }
+
+    fn exit(&mut self, ts: u64, pid: u32, code: i32) {
+        let at = self.at(ts);
+        self.events.push(Event::Exit { at, pid, build: ROOT, wait_status: code << 8 });
+    }
+
+    fn build(self, settings: Settings) -> Build {
+        let mut timeline = Correlator::timeline(self.events, settings);
+        assert_eq!(timeline.builds.len(), 1);
+        timeline.builds.remove(0)
+    }
+
+    fn finish(mut self, ts: u64, code: i32) -> Build {
+        self.exit(ts, ROOT, code);
+        self.build(Settings::default())
+    }
+}
+
+/// Kinds of the error and warning findings, sorted.
+fn serious(b: &Build) -> Vec<&str> {
+    let mut kinds: Vec<&str> = b.findings.iter().filter(|f| f.severity >= Severity::Warning).map(|f| f.kind.as_str()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    kinds
+}
+
+fn spans_of(b: &Build, kind: SpanKind) -> Vec<&crate::timeline::Span> {
+    b.spans.iter().filter(|s| s.kind == kind).collect()
+}
+
+const NS: &str = "10.0.0.53:53";
+const PROXY: &str = "10.0.0.10:443";
+
+/// A clean fetch of the proxy's name and one connection to it.
+fn resolve_and_use_proxy(s: &mut Stream, aaaa: Option<(RCODE, &[&str])>) {
+    s.dns(10 * MS, 1, NS, "proxy.corp", TYPE::A, Some((RCODE::NoError, &["10.0.0.10"])));
+    s.dns(10 * MS, 2, NS, "proxy.corp", TYPE::AAAA, aaaa);
+    s.tcp(20 * MS, ROOT, 3, PROXY, true, 0, 0);
+    s.close(500 * MS, 3, PROXY, None);
+}
+
+#[test]
+fn a_resolver_that_refuses_or_empties_aaaa_is_no_dns_failure() {
+    for aaaa in [Some((RCODE::Refused, &[][..])), Some((RCODE::NoError, &[][..])), Some((RCODE::NameError, &[][..]))] {
+        let mut s = Stream::new(&[("GOPROXY", "https://proxy.corp")]);
+        resolve_and_use_proxy(&mut s, aaaa);
+        let b = s.finish(600 * MS, 0);
+        assert_eq!(serious(&b), Vec::<&str>::new(), "{aaaa:?}: {:#?}", b.findings);
+        let dns = spans_of(&b, SpanKind::Dns);
+        let noted = dns.iter().find(|d| d.attrs["qtype"] == "AAAA").unwrap();
+        assert_eq!(noted.attrs["name_resolved"], true, "{noted:#?}");
+        assert_eq!(spans_of(&b, SpanKind::Connect)[0].role, Role::Proxy);
+    }
+}
+
+#[test]
+fn an_unanswered_aaaa_beside_a_good_a_costs_its_timeout() {
+    let mut s = Stream::new(&[("GOPROXY", "https://proxy.corp")]);
+    resolve_and_use_proxy(&mut s, None);
+    let b = s.finish(6 * S, 0);
+    let f = b.findings.iter().find(|f| f.kind == "dns_failure").expect("the wait is reported");
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(f.message.contains("AAAA") && f.message.contains("10.0.0.53:53"), "{}", f.message);
+}
+
+#[test]
+fn a_name_that_no_query_resolved_is_a_dns_failure() {
+    let mut s = Stream::new(&[("GOPROXY", "https://proxy.corp")]);
+    s.dns(10 * MS, 1, NS, "proxy.corp", TYPE::A, Some((RCODE::NameError, &[])));
+    s.dns(10 * MS, 2, NS, "proxy.corp", TYPE::AAAA, Some((RCODE::Refused, &[])));
+    let b = s.finish(100 * MS, 1);
+    assert_eq!(serious(&b), ["dns_failure"]);
+    let f = &b.findings[0];
+    assert_eq!(f.severity, Severity::Error);
+    assert!(f.message.contains("nxdomain") && f.message.contains("refused"), "{}", f.message);
+    // Search-list expansions are the same lookup: a miss of one that resolved is none.
+    let mut s = Stream::new(&[("GOPROXY", "https://proxy.corp")]);
+    s.dns(5 * MS, 4, NS, "proxy.corp.svc.cluster.local", TYPE::A, Some((RCODE::NameError, &[])));
+    resolve_and_use_proxy(&mut s, Some((RCODE::NoError, &[])));
+    assert_eq!(serious(&s.finish(600 * MS, 0)), Vec::<&str>::new());
+}
+
+#[test]
+fn a_proxy_given_as_an_address_has_its_role_and_entry() {
+    let mut s = Stream::new(&[("GOPROXY", "https://10.0.0.10,https://proxy.corp:8443/go,direct")]);
+    s.tcp(10 * MS, ROOT, 1, PROXY, true, 0, 0);
+    s.close(100 * MS, 1, PROXY, None);
+    // The same address on another port is another endpoint: the second entry's,
+    // reached by the name the build resolved.
+    s.dns(110 * MS, 2, NS, "proxy.corp", TYPE::A, Some((RCODE::NoError, &["10.0.0.10"])));
+    s.tcp(120 * MS, ROOT, 3, "10.0.0.10:8443", false, 121 * MS, 111);
+    let b = s.finish(200 * MS, 1);
+    let connects = spans_of(&b, SpanKind::Connect);
+    assert_eq!((connects[0].role, connects[0].attrs["entry"].as_str()), (Role::Proxy, Some("GOPROXY[1] https://10.0.0.10")));
+    assert_eq!((connects[1].role, connects[1].attrs["entry"].as_str()), (Role::Proxy, Some("GOPROXY[2] https://proxy.corp:8443/go")));
+    // cmd/go moved from the first entry to the second (after `,`: a 404 or 410).
+    assert_eq!(serious(&b), ["connect_refused", "proxy_fallthrough"]);
+}
+
+#[test]
+fn a_dead_https_proxy_is_an_http_proxy_failure() {
+    let mut s = Stream::new(&[("GOPROXY", "https://proxy.corp"), ("HTTPS_PROXY", "10.0.0.99:3128")]);
+    s.tcp(10 * MS, ROOT, 1, "10.0.0.99:3128", false, 11 * MS, 111);
+    let b = s.finish(20 * MS, 1);
+    assert_eq!(spans_of(&b, SpanKind::Connect)[0].role, Role::HttpsProxy);
+    assert_eq!(serious(&b), ["http_proxy_failure"]);
+    assert!(b.findings[0].message.contains("could not be reached (refused)"), "{}", b.findings[0].message);
+}
+
+#[test]
+fn a_tunnel_keeps_the_proxys_address_and_names_the_targets_role() {
+    let mut s = Stream::new(&[("GOPROXY", "https://proxy.corp"), ("HTTPS_PROXY", "http://10.0.0.99:3128")]);
+    let hop = "10.0.0.99:3128";
+    s.tcp(10 * MS, ROOT, 1, hop, true, 0, 0);
+    s.http(12 * MS, 1, "CONNECT proxy.corp:443 HTTP/1.1\r\nHost: proxy.corp:443\r\n\r\n", Some(200));
+    s.close(100 * MS, 1, hop, None);
+    // A later connect to the proxy's address that fails must stay the proxy's.
+    s.tcp(200 * MS, ROOT, 2, hop, false, 201 * MS, 111);
+    let b = s.finish(300 * MS, 1);
+    let connects = spans_of(&b, SpanKind::Connect);
+    for c in &connects {
+        assert_eq!((c.role, c.host.as_deref()), (Role::HttpsProxy, None), "{c:#?}");
+    }
+    assert_eq!(connects[0].attrs["target_role"], "proxy");
+    assert_eq!(connects[0].attrs["target_entry"], "GOPROXY[1] https://proxy.corp");
+    assert_eq!(serious(&b), ["http_proxy_failure"]);
+}
+
+/// GOPROXY entries on one host: plaintext paths tell them apart.
+#[test]
+fn two_entries_on_one_host_fall_through_by_path_and_never_by_name() {
+    let config = [("GOPROXY", "http://p.corp/gone,http://p.corp/a")];
+    let plain = "10.0.0.10:80";
+    let mut s = Stream::new(&config);
+    s.dns(5 * MS, 9, NS, "p.corp", TYPE::A, Some((RCODE::NoError, &["10.0.0.10"])));
+    s.tcp(10 * MS, ROOT, 1, plain, true, 0, 0);
+    s.http(12 * MS, 1, "GET /gone/m.corp/x/@v/list HTTP/1.1\r\nHost: p.corp\r\n\r\n", Some(404));
+    s.http(20 * MS, 1, "GET /a/m.corp/x/@v/list HTTP/1.1\r\nHost: p.corp\r\n\r\n", Some(200));
+    s.close(100 * MS, 1, plain, None);
+    let b = s.finish(200 * MS, 0);
+    let f = b.findings.iter().find(|f| f.kind == "proxy_fallthrough").expect("a fall-through");
+    assert!(f.message.contains("404") && f.message.contains("entry 1") && f.message.contains("(entry 2)"), "{}", f.message);
+    let http = spans_of(&b, SpanKind::Http);
+    assert_eq!(http[0].attrs["entry"], "GOPROXY[1] http://p.corp/gone");
+    assert_eq!(http[1].attrs["entry"], "GOPROXY[2] http://p.corp/a");
+
+    // The same over TLS: nothing tells the entries apart, so nothing is claimed.
+    let mut s = Stream::new(&[("GOPROXY", "https://p.corp/a|https://p.corp/b")]);
+    s.dns(5 * MS, 9, NS, "p.corp", TYPE::A, Some((RCODE::NoError, &["10.0.0.10"])));
+    s.tcp(10 * MS, ROOT, 1, PROXY, true, 0, 0);
+    s.close(100 * MS, 1, PROXY, None);
+    s.tcp(110 * MS, ROOT, 2, PROXY, true, 0, 0);
+    s.close(200 * MS, 2, PROXY, None);
+    let b = s.finish(300 * MS, 0);
+    assert!(b.findings.iter().all(|f| f.kind != "proxy_fallthrough"), "{:#?}", b.findings);
+    assert!(spans_of(&b, SpanKind::Connect)[0].attrs.contains_key("entry_candidates"));
+}
+
+#[test]
+fn a_direct_fetch_that_dies_at_discovery_is_a_fallback_without_git() {
+    let mut s = Stream::new(&[("GOPROXY", "http://p.corp,direct")]);
+    let plain = "10.0.0.10:80";
+    s.dns(5 * MS, 9, NS, "p.corp", TYPE::A, Some((RCODE::NoError, &["10.0.0.10"])));
+    s.tcp(10 * MS, ROOT, 1, plain, true, 0, 0);
+    s.http(12 * MS, 1, "GET /gone.corp/x/@v/list HTTP/1.1\r\nHost: p.corp\r\n\r\n", Some(404));
+    s.close(30 * MS, 1, plain, None);
+    // cmd/go's own `GET https://gone.corp/x?go-get=1`: refused.
+    s.dns(40 * MS, 8, NS, "gone.corp", TYPE::A, Some((RCODE::NoError, &["10.0.0.20"])));
+    s.tcp(50 * MS, ROOT, 2, "10.0.0.20:443", false, 51 * MS, 111);
+    s.connect_error(51 * MS, ROOT, 111, Some(2));
+    let b = s.finish(100 * MS, 1);
+    assert_eq!(serious(&b), ["connect_refused", "fallback_to_direct"], "{:#?}", b.findings);
+    let direct = spans_of(&b, SpanKind::Connect).into_iter().find(|c| c.port == Some(443)).unwrap();
+    assert_eq!(direct.role, Role::Vcs);
+    let f = b.findings.iter().find(|f| f.kind == "fallback_to_direct").unwrap();
+    assert!(f.message.contains("gone.corp") && f.message.contains("404") && f.message.contains("no VCS command ran"), "{}", f.message);
+
+    // Without `direct` in GOPROXY the same contact is no fetch of cmd/go's.
+    let mut s = Stream::new(&[("GOPROXY", "http://p.corp")]);
+    s.tcp(50 * MS, ROOT, 2, "10.0.0.20:443", true, 0, 0);
+    let b = s.finish(100 * MS, 0);
+    assert_eq!(spans_of(&b, SpanKind::Connect)[0].role, Role::Other);
+}
+
+#[test]
+fn an_intended_direct_fetch_is_no_fallback() {
+    let mut s = Stream::new(&[("GOPROXY", "http://p.corp,direct"), ("GOPRIVATE", "git.corp/*")]);
+    let plain = "10.0.0.10:80";
+    s.tcp(10 * MS, ROOT, 1, plain, true, 0, 0);
+    s.http(12 * MS, 1, "GET /m.corp/x/@v/list HTTP/1.1\r\nHost: p.corp\r\n\r\n", Some(200));
+    s.close(30 * MS, 1, plain, None);
+    s.dns(40 * MS, 8, NS, "git.corp", TYPE::A, Some((RCODE::NoError, &["10.0.0.20"])));
+    s.tcp(50 * MS, ROOT, 2, "10.0.0.20:443", false, 51 * MS, 111);
+    let b = s.finish(100 * MS, 1);
+    assert_eq!(serious(&b), ["connect_refused"], "{:#?}", b.findings);
+}
+
+/// A module whose zip began to arrive, over a connection that then went quiet
+/// until the build was killed: nothing arrived after the stall to end it.
+fn stalled_stream(silence_to_close: u64) -> Stream {
+    let mut s = Stream::new(&[("GOPROXY", "http://p.corp")]);
+    let plain = "10.0.0.10:80";
+    s.dns(5 * MS, 9, NS, "p.corp", TYPE::A, Some((RCODE::NoError, &["10.0.0.10"])));
+    s.tcp(10 * MS, ROOT, 1, plain, true, 0, 0);
+    s.file(20 * MS, crate::event::FileOp::Open, "/m/cache/download/m.corp/x/@v/v1.0.0.zip123.tmp", None);
+    let last = 30 * MS;
+    let close = last + silence_to_close;
+    let counters = Counters {
+        bytes_received: 65_536,
+        segments_received: 40,
+        first_received_ns: Some(11 * MS),
+        last_received_ns: Some(last),
+        longest_silence: Some(crate::event::Silence { ns: MS, end_ns: 12 * MS }),
+        ..Counters::default()
+    };
+    s.exit(close, ROOT, 124);
+    s.close(close + MS, 1, plain, Some(counters));
+    s
+}
+
+#[test]
+fn a_stall_that_never_ends_is_measured_to_the_close() {
+    let b = stalled_stream(40 * S).build(Settings::default());
+    let f = b.findings.iter().find(|f| f.kind == "stalled_transfer").expect("a stall");
+    assert!(f.message.contains("m.corp/x@v1.0.0") && f.message.contains("40.0 s") && f.message.contains("until it was stopped"), "{}", f.message);
+    assert_eq!(serious(&b), ["stalled_transfer"]);
+    // Below the threshold it is not one; the threshold is the user's.
+    let b = stalled_stream(20 * S).build(Settings::default());
+    assert!(b.findings.iter().all(|f| f.kind != "stalled_transfer"));
+    let b = stalled_stream(20 * S).build(Settings { stall_threshold_ns: 10 * S });
+    assert!(b.findings.iter().any(|f| f.kind == "stalled_transfer"));
+}
+
+#[test]
+fn concurrent_connects_get_their_own_errors_by_socket() {
+    let mut s = Stream::new(&[("GOPROXY", "https://a.corp|https://b.corp")]);
+    s.tcp(10 * MS, ROOT, 1, "10.0.0.1:443", false, 0, 0);
+    // (no close yet: both are in flight)
+    s.events.pop();
+    s.tcp(10 * MS, ROOT, 2, "10.0.0.2:443", false, 0, 0);
+    s.events.pop();
+    // The refused one's socket closes first; the errors arrive in the other order.
+    s.state(20 * MS, 2, TcpState::SynSent, TcpState::Close, "10.0.0.2:443", 111, None);
+    s.connect_error(21 * MS, ROOT, 113, Some(1));
+    s.connect_error(22 * MS, ROOT, 111, Some(2));
+    s.state(23 * MS, 1, TcpState::SynSent, TcpState::Close, "10.0.0.1:443", 0, None);
+    let b = s.finish(30 * MS, 1);
+    let connects = spans_of(&b, SpanKind::Connect);
+    let outcome = |addr: &str| connects.iter().find(|c| c.addr.as_deref() == Some(addr)).unwrap().outcome;
+    assert_eq!(outcome("10.0.0.1"), Some(Outcome::Unreachable));
+    assert_eq!(outcome("10.0.0.2"), Some(Outcome::Refused));
+    assert_eq!(serious(&b), ["connect_refused", "host_unreachable"]);
+}
+
+#[test]
+fn git_run_by_the_build_is_version_control_and_its_address_not_a_proxy() {
+    let mut s = Stream::new(&[("GOPROXY", "https://proxy.corp,direct")]);
+    s.fork_exec(5 * MS, 200, "git", &["git", "ls-remote", "https://git.corp/x.git"]);
+    s.tcp(10 * MS, 200, 1, "10.0.0.30:443", true, 0, 0);
+    s.close(20 * MS, 1, "10.0.0.30:443", None);
+    let b = s.finish(30 * MS, 0);
+    assert_eq!(spans_of(&b, SpanKind::Connect)[0].role, Role::Vcs);
+}
