@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, mem::size_of, net::SocketAddr};
 use bytes::Bytes;
 use gomod_trace_ebpf::{
     ConnectErrorRecord, ConnectRecord, ENV_CAPTURE, EnvironmentRecord, EventHeader, ExecRecord, FileRecord, file_op, ExitRecord, ForkRecord, PayloadRecord,
-    SocketSignalRecord, TcpStateRecord, direction, hook, kind,
+    SocketEntry, SocketSignalRecord, TcpStateRecord, direction, hook, kind,
 };
 
 use crate::redact;
@@ -158,18 +158,7 @@ pub fn decode(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeErro
                 local: socket_addr(r.family, r.saddr, r.sport)?,
                 remote: socket_addr(r.family, r.daddr, r.dport)?,
                 error: r.sk_err,
-                counters: (new == TcpState::Close).then_some(Counters {
-                    bytes_sent: r.counters.bytes_sent,
-                    bytes_received: r.counters.bytes_received,
-                    segments_sent: r.counters.segments_sent,
-                    segments_received: r.counters.segments_received,
-                    first_received_ns: Some(r.counters.first_received_ns).filter(|&t| t != 0),
-                    last_received_ns: Some(r.counters.last_received_ns).filter(|&t| t != 0),
-                    longest_silence: (r.counters.longest_silence_ns != 0).then_some(Silence {
-                        ns: r.counters.longest_silence_ns,
-                        end_ns: r.counters.longest_silence_end_ns,
-                    }),
-                }),
+                counters: (new == TcpState::Close).then(|| counters(&r.counters)),
             }
         }
         kind::TCP_RETRANSMIT => {
@@ -320,5 +309,20 @@ mod tests {
     fn argv_block_splits_on_nul() {
         assert_eq!(argv(b"go\0mod\0download\0"), vec!["go", "mod", "download"]);
         assert_eq!(argv(b"go\0mod\0down"), vec!["go", "mod", "down"]);
+    }
+}
+
+/// A socket's counters as the kernel programs keep them (at close, or read from
+/// the socket map while the socket is open).
+pub fn counters(c: &SocketEntry) -> Counters {
+    Counters {
+        bytes_sent: c.bytes_sent,
+        bytes_received: c.bytes_received,
+        segments_sent: c.segments_sent,
+        segments_received: c.segments_received,
+        first_received_ns: Some(c.first_received_ns).filter(|&t| t != 0),
+        last_received_ns: Some(c.last_received_ns).filter(|&t| t != 0),
+        longest_silence: (c.longest_silence_ns != 0)
+            .then_some(Silence { ns: c.longest_silence_ns, end_ns: c.longest_silence_end_ns }),
     }
 }

@@ -261,6 +261,14 @@ pub enum Event {
         #[serde(with = "base64_bytes")]
         data: Bytes,
     },
+    /// A tracked socket's counters read from the kernel's socket map while it is
+    /// open (the daemon reads them periodically): how long it has been silent,
+    /// without waiting for a packet or its close.
+    Progress {
+        ts_ns: u64,
+        cookie: u64,
+        counters: Counters,
+    },
     /// Events were lost; every build running at the time is incomplete.
     Lost {
         ts_ns: u64,
@@ -286,7 +294,7 @@ impl Event {
             | Event::TcpReset { at, .. }
             | Event::Drop { at, .. }
             | Event::Payload { at, .. } => Some(*at),
-            Event::Clock { .. } | Event::Lost { .. } => None,
+            Event::Clock { .. } | Event::Lost { .. } | Event::Progress { .. } => None,
         }
     }
 
@@ -294,7 +302,7 @@ impl Event {
     pub fn ts_ns(&self) -> u64 {
         match self {
             Event::Clock { monotonic_ns, .. } => *monotonic_ns,
-            Event::Lost { ts_ns, .. } => *ts_ns,
+            Event::Lost { ts_ns, .. } | Event::Progress { ts_ns, .. } => *ts_ns,
             other => other.at().map_or(0, |at| at.ts_ns),
         }
     }

@@ -210,6 +210,7 @@ mod tests {
             ended_at: Some(started_at.into()),
             exit_code: Some(exit_code),
             complete: true,
+            state: None,
             config: Default::default(),
             spans: Vec::new(),
             findings: kinds

@@ -94,6 +94,7 @@ pub struct Metrics {
     pub events_processed: Counter,
     events_lost: Family<ReasonLabels, Counter>,
     pub open_builds: Gauge,
+    pub stalled_connections: Gauge,
     pub queue_fill: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub ring_fill: Gauge<f64, std::sync::atomic::AtomicU64>,
     program_runs: Family<ProgramLabels, Counter>,
@@ -151,6 +152,12 @@ impl Metrics {
         }
         let open_builds = Gauge::default();
         registry.register("open_builds", "Builds started and not yet finished", open_builds.clone());
+        let stalled_connections = Gauge::default();
+        registry.register(
+            "stalled_connections",
+            "Connections of running builds that have received nothing for longer than the stall threshold while a module was arriving",
+            stalled_connections.clone(),
+        );
         let queue_fill = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register("event_queue_fill_ratio", "How full the daemon's queue between ring-buffer reader and correlator is (0 to 1)", queue_fill.clone());
         let ring_fill = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
@@ -178,6 +185,7 @@ impl Metrics {
             events_processed,
             events_lost,
             open_builds,
+            stalled_connections,
             queue_fill,
             ring_fill,
             program_runs,

@@ -30,9 +30,19 @@ pub struct Build {
     pub exit_code: Option<i32>,
     /// False when events of this build were lost or tracing started late.
     pub complete: bool,
+    /// `running` for a build the daemon shows before it ended (its spans so far);
+    /// absent once it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<BuildStatus>,
     pub config: BTreeMap<String, ConfigValue>,
     pub spans: Vec<Span>,
     pub findings: Vec<Finding>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildStatus {
+    Running,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

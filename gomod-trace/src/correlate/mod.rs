@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::{
     event::{Event, sort_events},
-    timeline::{Build, SCHEMA_VERSION, Timeline},
+    timeline::{self, Build, SCHEMA_VERSION, Timeline},
 };
 use state::{BuildState, SocketState};
 
@@ -172,6 +172,11 @@ impl Correlator {
                     socket.on_payload(b, at.ts_ns, *direction, data);
                 }
             }
+            Event::Progress { ts_ns, cookie, counters } => {
+                if let Some(socket) = self.sockets.get_mut(cookie) {
+                    socket.on_progress(*ts_ns, *counters);
+                }
+            }
             Event::Lost { ts_ns, count, .. } => {
                 for build in self.builds.values_mut() {
                     if build.covers(*ts_ns) {
@@ -280,6 +285,28 @@ impl Correlator {
             })
             .collect();
         done.into_iter().filter_map(|i| self.render_build(i, anchor)).collect()
+    }
+
+    /// The builds still running, as they stand at `now` (the events' clock): their
+    /// spans so far, open ones marked unfinished, and the findings already true
+    /// (a transfer silent for longer than the stall threshold is a stall now).
+    pub fn running(&self, now: u64) -> Vec<Build> {
+        let Some(anchor) = self.anchor else { return Vec::new() };
+        self.builds
+            .iter()
+            .filter(|(_, b)| b.ended_ns.is_none())
+            .map(|(&index, b)| {
+                let mut build = b.clone();
+                build.live = true;
+                build.touch(now);
+                for socket in self.sockets.values().filter(|s| s.build == index) {
+                    socket.snapshot(&mut build, now);
+                }
+                let mut rendered = render::render(build, anchor, &self.settings);
+                rendered.state = Some(timeline::BuildStatus::Running);
+                rendered
+            })
+            .collect()
     }
 
     /// How many builds are open (started, not yet rendered).

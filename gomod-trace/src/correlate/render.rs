@@ -199,6 +199,7 @@ pub fn render(mut build: BuildState, anchor: (u64, i64), settings: &Settings) ->
         ended_at: build.ended_ns.map(wall),
         exit_code: build.exit_code,
         complete,
+        state: None,
         config: build.config,
         spans,
         findings,

@@ -26,6 +26,7 @@ const ETIMEDOUT: i32 = 110;
 const EHOSTUNREACH: i32 = 113;
 const ENETUNREACH: i32 = 101;
 
+#[derive(Clone)]
 pub struct SpanState {
     pub kind: SpanKind,
     pub parent: Option<usize>,
@@ -87,6 +88,7 @@ impl SpanState {
     }
 }
 
+#[derive(Clone)]
 pub struct BuildState {
     pub root: u32,
     pub start_ns: u64,
@@ -97,6 +99,8 @@ pub struct BuildState {
     pub started_late: bool,
     /// The build's root was never seen to exit (the daemon aged it out).
     pub end_unseen: bool,
+    /// Rendered while it still runs (the daemon's live view).
+    pub live: bool,
     pub lost: u64,
     pub spans: Vec<SpanState>,
     /// Names the build resolved, by address, with when each answer came (what it
@@ -131,6 +135,7 @@ impl BuildState {
             command: Vec::new(),
             started_late: false,
             end_unseen: false,
+            live: false,
             lost: 0,
             spans: Vec::new(),
             names: HashMap::new(),
@@ -373,6 +378,7 @@ impl BuildState {
 }
 
 /// One socket of a build, from its connect to its close.
+#[derive(Clone)]
 pub struct SocketState {
     pub build: usize,
     pid: u32,
@@ -396,6 +402,8 @@ pub struct SocketState {
     closed_by: Option<&'static str>,
     /// This socket's entry in [`BuildState::peers`].
     peer: usize,
+    /// The latest reading of the socket's counters while it is open.
+    progress: Option<(u64, Counters)>,
 }
 
 impl SocketState {
@@ -427,6 +435,7 @@ impl SocketState {
             drop_reason: None,
             closed_by: None,
             peer: b.peers.len(),
+            progress: None,
         };
         b.peers.push(Peer {
             pid,
@@ -562,21 +571,7 @@ impl SocketState {
             let outcome = if self.resets > 0 { Outcome::Reset } else { Outcome::Ok };
             s.end(ts, Some(outcome));
             if let Some(c) = counters {
-                if let (Some(first), Some(last)) = (c.first_received_ns, c.last_received_ns) {
-                    s.attrs.insert("receiving_ms".into(), timeline::millis(last.saturating_sub(first)).into());
-                    s.attrs.insert("idle_at_close_ms".into(), timeline::millis(ts.saturating_sub(last)).into());
-                }
-                if let Some(silence) = c.longest_silence {
-                    s.attrs.insert("longest_silence_ms".into(), timeline::millis(silence.ns).into());
-                    s.attrs.insert(
-                        "longest_silence_after_ms".into(),
-                        timeline::millis(silence.end_ns.saturating_sub(silence.ns).saturating_sub(s.start_ns)).into(),
-                    );
-                }
-                s.attrs.insert("bytes_sent".into(), c.bytes_sent.into());
-                s.attrs.insert("bytes_received".into(), c.bytes_received.into());
-                s.attrs.insert("segments_sent".into(), c.segments_sent.into());
-                s.attrs.insert("segments_received".into(), c.segments_received.into());
+                write_counters(s, ts, &c);
             }
             if let Some(by) = self.closed_by {
                 s.attrs.insert("closed_by".into(), by.into());
@@ -757,6 +752,20 @@ impl SocketState {
         }
     }
 
+    /// A reading of the socket's counters from the kernel while it is open.
+    pub fn on_progress(&mut self, ts: u64, counters: Counters) {
+        self.progress = Some((ts, counters));
+    }
+
+    /// The socket as it stands at `now`, for a build still running: its transfer
+    /// gets the latest counters, its silence counted to `now`.
+    pub fn snapshot(&self, b: &mut BuildState, now: u64) {
+        if let (Some(t), Some((_, counters))) = (self.transfer, self.progress) {
+            write_counters(&mut b.spans[t], now, &counters);
+        }
+        self.clone().finish(b, now);
+    }
+
     /// Ends what this socket still has open when the stream ends at `end`.
     pub fn finish(self, b: &mut BuildState, end: u64) {
         for (_, span) in self.dns {
@@ -769,6 +778,26 @@ impl SocketState {
             s.attrs.insert("answered".into(), false.into());
         }
     }
+}
+
+/// A transfer's counters as attributes; the idle time runs to `ts` (its close, or
+/// now for one still open).
+fn write_counters(s: &mut SpanState, ts: u64, c: &Counters) {
+    if let (Some(first), Some(last)) = (c.first_received_ns, c.last_received_ns) {
+        s.attrs.insert("receiving_ms".into(), timeline::millis(last.saturating_sub(first)).into());
+        s.attrs.insert("idle_at_close_ms".into(), timeline::millis(ts.saturating_sub(last)).into());
+    }
+    if let Some(silence) = c.longest_silence {
+        s.attrs.insert("longest_silence_ms".into(), timeline::millis(silence.ns).into());
+        s.attrs.insert(
+            "longest_silence_after_ms".into(),
+            timeline::millis(silence.end_ns.saturating_sub(silence.ns).saturating_sub(s.start_ns)).into(),
+        );
+    }
+    s.attrs.insert("bytes_sent".into(), c.bytes_sent.into());
+    s.attrs.insert("bytes_received".into(), c.bytes_received.into());
+    s.attrs.insert("segments_sent".into(), c.segments_sent.into());
+    s.attrs.insert("segments_received".into(), c.segments_received.into());
 }
 
 /// Is this `comm` one of the programs cmd/go runs for a direct fetch?

@@ -394,3 +394,34 @@ fn git_run_by_the_build_is_version_control_and_its_address_not_a_proxy() {
     let b = s.finish(30 * MS, 0);
     assert_eq!(spans_of(&b, SpanKind::Connect)[0].role, Role::Vcs);
 }
+
+#[test]
+fn a_running_build_shows_its_stall_while_it_lasts() {
+    // The zip began to arrive at 30 ms and nothing came after; no close yet.
+    let mut s = Stream::new(&[("GOPROXY", "http://p.corp")]);
+    let plain = "10.0.0.10:80";
+    s.dns(5 * MS, 9, NS, "p.corp", TYPE::A, Some((RCODE::NoError, &["10.0.0.10"])));
+    s.tcp(10 * MS, ROOT, 1, plain, true, 0, 0);
+    s.file(20 * MS, crate::event::FileOp::Open, "/m/cache/download/m.corp/x/@v/v1.0.0.zip123.tmp", None);
+    let progress = |ts: u64| Event::Progress {
+        ts_ns: ts,
+        cookie: 1,
+        counters: Counters { bytes_received: 4096, first_received_ns: Some(11 * MS), last_received_ns: Some(30 * MS), ..Counters::default() },
+    };
+    s.events.push(progress(5 * S));
+    s.events.push(progress(35 * S));
+    let mut correlator = Correlator::new(Settings::default());
+    for event in &s.events[..s.events.len() - 1] {
+        correlator.push(event);
+    }
+    let early = correlator.running(6 * S);
+    assert_eq!(early.len(), 1);
+    assert_eq!(early[0].state, Some(crate::timeline::BuildStatus::Running));
+    assert!(early[0].findings.iter().all(|f| f.kind != "stalled_transfer"), "6 s of silence is no stall yet");
+    correlator.push(s.events.last().unwrap());
+    let late = correlator.running(36 * S);
+    let f = late[0].findings.iter().find(|f| f.kind == "stalled_transfer").expect("a stall while it lasts");
+    assert!(f.message.contains("is still waiting") && f.message.contains("36.0 s"), "{}", f.message);
+    // Looking does not change the build: it still ends as it would have.
+    assert_eq!(correlator.open_builds(), 1);
+}

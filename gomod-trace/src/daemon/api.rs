@@ -1,6 +1,7 @@
 //! The daemon's HTTP API: `/metrics` (OpenMetrics), `/api/v1/builds` (newest
 //! first; `failed`, `since`, `kind`, `limit`, `page`), `/api/v1/builds/{id}` (the
-//! timeline JSON of contract.md, with that one build), `/healthz`, `/readyz`.
+//! timeline JSON of contract.md, with that one build, finished or running),
+//! `/api/v1/running` (the builds still running, as they stand), `/healthz`, `/readyz`.
 //! Every error is a 4xx/5xx with a JSON body `{"error": "..."}`.
 use std::{collections::HashMap, sync::Arc};
 
@@ -41,6 +42,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/builds", get(list))
+        .route("/api/v1/running", get(running))
         .route("/api/v1/builds/{id}", get(one))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .method_not_allowed_fallback(|| async {
@@ -138,6 +140,13 @@ async fn list(
     Ok(Json(json!({ "builds": builds, "page": page, "limit": limit })))
 }
 
+/// The builds still running, each with `"state": "running"`, its spans so far and
+/// the findings already true (a stall shows while it lasts).
+async fn running(State(shared): State<Arc<Shared>>) -> Json<Timeline> {
+    let builds = shared.running.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    Json(Timeline { schema_version: SCHEMA_VERSION, builds })
+}
+
 /// Build ids are a pid and a start time: digits and a dash (letters allowed).
 pub fn valid_build_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
@@ -146,6 +155,10 @@ pub fn valid_build_id(id: &str) -> bool {
 async fn one(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Result<Json<Timeline>, ApiError> {
     if !valid_build_id(&id) {
         return Err(bad_request("a build id is digits and dashes, as /api/v1/builds lists them"));
+    }
+    let live = shared.running.lock().unwrap_or_else(|p| p.into_inner()).iter().find(|b| b.id == id).cloned();
+    if let Some(build) = live {
+        return Ok(Json(Timeline { schema_version: SCHEMA_VERSION, builds: vec![build] }));
     }
     let key = id.clone();
     match with_history(&shared, move |h| h.get(&key)).await? {

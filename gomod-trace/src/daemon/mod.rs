@@ -52,6 +52,10 @@ const SETTLE_NS: u64 = 500_000_000;
 const TICK: Duration = Duration::from_millis(200);
 /// How often kernel statistics are read into the metrics.
 const STATS_EVERY: Duration = Duration::from_secs(5);
+/// How often open sockets' counters are read from the kernel, and the running
+/// builds rendered for the API: a stall shows while it lasts, without waiting
+/// for a packet that may never come.
+const LIVE_EVERY: Duration = Duration::from_secs(2);
 /// The lock file that keeps a second daemon from attaching twice.
 const LOCK: &str = "daemon.lock";
 
@@ -71,6 +75,8 @@ pub struct Shared {
     pub data_dir: PathBuf,
     pub metrics: Mutex<Metrics>,
     pub ready: AtomicBool,
+    /// The builds still running, as they stood at the last look.
+    pub running: Mutex<Vec<Build>>,
 }
 
 fn monotonic_ns() -> u64 {
@@ -127,6 +133,7 @@ async fn serve(config: DaemonConfig) -> Result<(), String> {
         data_dir: config.data_dir.clone(),
         metrics: Mutex::new(Metrics::new()),
         ready: AtomicBool::new(false),
+        running: Mutex::new(Vec::new()),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let (events_tx, events_rx) = mpsc::channel::<Vec<Event>>(QUEUE_BATCHES);
@@ -176,6 +183,7 @@ async fn read(
     let mut capture = Capture::new(context);
     let mut dropped = 0u64;
     let mut stats = tokio::time::interval(STATS_EVERY);
+    let mut live = tokio::time::interval(LIVE_EVERY);
     let mut batch = vec![crate::commands::run::clock_anchor()];
     let mut peak_fill = 0.0f64;
     loop {
@@ -200,6 +208,17 @@ async fn read(
                 metrics.ring_fill.set(peak_fill.max(fill.ratio()));
                 peak_fill = 0.0;
             }
+            _ = live.tick() => match probe.socket_counters() {
+                Ok(sockets) => {
+                    let ts_ns = monotonic_ns();
+                    batch.extend(sockets.iter().map(|(cookie, entry)| Event::Progress {
+                        ts_ns,
+                        cookie: *cookie,
+                        counters: crate::decode::counters(entry),
+                    }));
+                }
+                Err(e) => tracing::warn!("cannot read the socket counters: {e}"),
+            },
             _ = stop.changed() => break,
         }
         if let Ok(lost) = probe.lost() {
@@ -241,6 +260,7 @@ async fn correlate(
     let mut correlator = Correlator::new(settings);
     let mut pending: Vec<Event> = Vec::new();
     let mut tick = tokio::time::interval(TICK);
+    let mut live = tokio::time::interval(LIVE_EVERY);
     let finish = |finished: Vec<Build>| {
         let mut metrics = shared.metrics.lock().unwrap_or_else(|p| p.into_inner());
         for build in finished {
@@ -275,14 +295,39 @@ async fn correlate(
                 finish(correlator.take_finished(watermark.saturating_sub(SETTLE_NS), idle_before));
                 shared.metrics.lock().unwrap_or_else(|p| p.into_inner()).open_builds.set(correlator.open_builds() as i64);
             }
+            _ = live.tick() => {
+                let running = correlator.running(monotonic_ns().saturating_sub(REORDER_NS));
+                let stalled = stalled_connections(&running);
+                shared.metrics.lock().unwrap_or_else(|p| p.into_inner()).stalled_connections.set(stalled as i64);
+                *shared.running.lock().unwrap_or_else(|p| p.into_inner()) = running;
+            }
         }
     }
+    shared.running.lock().unwrap_or_else(|p| p.into_inner()).clear();
     // Stopping: everything that arrived, then every build as it stands.
     sort_events(&mut pending);
     for event in pending.drain(..) {
         correlator.push(&event);
     }
     finish(correlator.take_finished(u64::MAX, u64::MAX));
+}
+
+/// Connections that are stalled now: the transfer spans of the running builds'
+/// stalled_transfer findings.
+fn stalled_connections(running: &[Build]) -> usize {
+    let mut transfers: Vec<(&str, u32)> = running
+        .iter()
+        .flat_map(|b| {
+            b.findings.iter().filter(|f| f.kind == "stalled_transfer").flat_map(move |f| {
+                f.spans.iter().filter(move |&&id| {
+                    b.spans.iter().any(|s| s.id == id && s.kind == crate::timeline::SpanKind::Transfer)
+                }).map(move |&id| (b.id.as_str(), id))
+            })
+        })
+        .collect();
+    transfers.sort_unstable();
+    transfers.dedup();
+    transfers.len()
 }
 
 /// The history writer: a thread of its own (SQLite is blocking), fed in order.

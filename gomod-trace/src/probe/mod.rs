@@ -245,6 +245,15 @@ impl Probe {
             .collect()
     }
 
+    /// The counters of every socket the programs track, by cookie, as they are now.
+    pub fn socket_counters(&self) -> Result<Vec<(u64, gomod_trace_ebpf::SocketEntry)>, ProbeError> {
+        let map = self.ebpf.map("SOCKETS").ok_or(ProbeError::Map("SOCKETS"))?;
+        let sockets = aya::maps::HashMap::<_, u64, gomod_trace_ebpf::SocketEntry>::try_from(map)
+            .map_err(|_| ProbeError::Map("SOCKETS"))?;
+        // An entry removed while the map is walked is skipped, not an error.
+        Ok(sockets.iter().filter_map(Result::ok).collect())
+    }
+
     /// Records the kernel could not reserve space for, summed over CPUs.
     pub fn lost(&self) -> Result<u64, ProbeError> {
         let map = self.ebpf.map("LOST").ok_or(ProbeError::Map("LOST"))?;

@@ -585,16 +585,17 @@ impl<'a> Fetch<'a> {
                 .max_by(|a, b| a.2.total_cmp(&b.2));
             let Some((transfer_index, transfer, idle_ms, until_close)) = stalled else { continue };
             let received = transfer.attrs.get("bytes_received").and_then(Value::as_u64).unwrap_or(0);
-            let ending = match (until_close, self.failed) {
-                (true, true) => "until it was stopped",
-                (true, false) => "until the connection closed",
-                (false, _) => "until data flowed again",
+            let ending = match (until_close, self.build.live, self.failed) {
+                (true, true, _) => "is still waiting",
+                (true, false, true) => "waited until it was stopped",
+                (true, false, false) => "waited until the connection closed",
+                (false, _, _) => "waited until data flowed again",
             };
             out.push(Finding {
                 kind: "stalled_transfer".into(),
                 severity: Severity::Error,
                 message: format!(
-                    "the download of {} from {} stalled: nothing arrived for {:.1} s after {received} bytes, and cmd/go (which has no response timeout) waited {ending}",
+                    "the download of {} from {} stalled: nothing arrived for {:.1} s after {received} bytes; cmd/go (which has no response timeout) {ending}",
                     Self::module_name(module),
                     destination(transfer),
                     idle_ms / 1000.0
