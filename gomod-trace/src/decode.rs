@@ -207,6 +207,21 @@ pub fn decode(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeErro
     })
 }
 
+/// A socket's counters as the kernel programs keep them (at close, or read from
+/// the socket map while the socket is open).
+pub fn counters(c: &SocketEntry) -> Counters {
+    Counters {
+        bytes_sent: c.bytes_sent,
+        bytes_received: c.bytes_received,
+        segments_sent: c.segments_sent,
+        segments_received: c.segments_received,
+        first_received_ns: Some(c.first_received_ns).filter(|&t| t != 0),
+        last_received_ns: Some(c.last_received_ns).filter(|&t| t != 0),
+        longest_silence: (c.longest_silence_ns != 0)
+            .then_some(Silence { ns: c.longest_silence_ns, end_ns: c.longest_silence_end_ns }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,20 +324,5 @@ mod tests {
     fn argv_block_splits_on_nul() {
         assert_eq!(argv(b"go\0mod\0download\0"), vec!["go", "mod", "download"]);
         assert_eq!(argv(b"go\0mod\0down"), vec!["go", "mod", "down"]);
-    }
-}
-
-/// A socket's counters as the kernel programs keep them (at close, or read from
-/// the socket map while the socket is open).
-pub fn counters(c: &SocketEntry) -> Counters {
-    Counters {
-        bytes_sent: c.bytes_sent,
-        bytes_received: c.bytes_received,
-        segments_sent: c.segments_sent,
-        segments_received: c.segments_received,
-        first_received_ns: Some(c.first_received_ns).filter(|&t| t != 0),
-        last_received_ns: Some(c.last_received_ns).filter(|&t| t != 0),
-        longest_silence: (c.longest_silence_ns != 0)
-            .then_some(Silence { ns: c.longest_silence_ns, end_ns: c.longest_silence_end_ns }),
     }
 }

@@ -56,6 +56,7 @@ impl Stream {
         self.events.push(Event::Connect { at, pid, build: ROOT, cookie, protocol, hook: ConnectHook::Connect, remote: sa(remote) });
     }
 
+    #[expect(clippy::too_many_arguments, reason = "the fields of one TCP state event")]
     fn state(&mut self, ts: u64, cookie: u64, old: TcpState, new: TcpState, remote: &str, error: i32, counters: Option<Counters>) {
         self.client_port += 1;
         let local = SocketAddr::new("10.0.0.1".parse().unwrap(), self.client_port);
@@ -92,13 +93,13 @@ impl Stream {
         self.payload(ts + 2 * MS, cookie, Direction::Ingress, Protocol::Udp, reply.build_bytes_vec().unwrap());
     }
 
-    /// A TCP connect from `start`: established after 1 ms, or failed at `end`.
-    fn tcp(&mut self, start: u64, pid: u32, cookie: u64, remote: &str, established: bool, end: u64, error: i32) {
+    /// A TCP connect from `start`: established after 1 ms, or failed at the
+    /// time and with the socket error of `failed`.
+    fn tcp(&mut self, start: u64, pid: u32, cookie: u64, remote: &str, failed: Option<(u64, i32)>) {
         self.connect(start, pid, cookie, Protocol::Tcp, remote);
-        if established {
-            self.state(start + MS, cookie, TcpState::SynSent, TcpState::Established, remote, 0, None);
-        } else {
-            self.state(end, cookie, TcpState::SynSent, TcpState::Close, remote, error, None);
+        match failed {
+            None => self.state(start + MS, cookie, TcpState::SynSent, TcpState::Established, remote, 0, None),
+            Some((end, error)) => self.state(end, cookie, TcpState::SynSent, TcpState::Close, remote, error, None),
         }
     }
 
@@ -168,7 +169,7 @@ const PROXY: &str = "10.0.0.10:443";
 fn resolve_and_use_proxy(s: &mut Stream, aaaa: Option<(RCODE, &[&str])>) {
     s.dns(10 * MS, 1, NS, "proxy.corp", TYPE::A, Some((RCODE::NoError, &["10.0.0.10"])));
     s.dns(10 * MS, 2, NS, "proxy.corp", TYPE::AAAA, aaaa);
-    s.tcp(20 * MS, ROOT, 3, PROXY, true, 0, 0);
+    s.tcp(20 * MS, ROOT, 3, PROXY, None);
     s.close(500 * MS, 3, PROXY, None);
 }
 
@@ -216,12 +217,12 @@ fn a_name_that_no_query_resolved_is_a_dns_failure() {
 #[test]
 fn a_proxy_given_as_an_address_has_its_role_and_entry() {
     let mut s = Stream::new(&[("GOPROXY", "https://10.0.0.10,https://proxy.corp:8443/go,direct")]);
-    s.tcp(10 * MS, ROOT, 1, PROXY, true, 0, 0);
+    s.tcp(10 * MS, ROOT, 1, PROXY, None);
     s.close(100 * MS, 1, PROXY, None);
     // The same address on another port is another endpoint: the second entry's,
     // reached by the name the build resolved.
     s.dns(110 * MS, 2, NS, "proxy.corp", TYPE::A, Some((RCODE::NoError, &["10.0.0.10"])));
-    s.tcp(120 * MS, ROOT, 3, "10.0.0.10:8443", false, 121 * MS, 111);
+    s.tcp(120 * MS, ROOT, 3, "10.0.0.10:8443", Some((121 * MS, 111)));
     let b = s.finish(200 * MS, 1);
     let connects = spans_of(&b, SpanKind::Connect);
     assert_eq!((connects[0].role, connects[0].attrs["entry"].as_str()), (Role::Proxy, Some("GOPROXY[1] https://10.0.0.10")));
@@ -233,7 +234,7 @@ fn a_proxy_given_as_an_address_has_its_role_and_entry() {
 #[test]
 fn a_dead_https_proxy_is_an_http_proxy_failure() {
     let mut s = Stream::new(&[("GOPROXY", "https://proxy.corp"), ("HTTPS_PROXY", "10.0.0.99:3128")]);
-    s.tcp(10 * MS, ROOT, 1, "10.0.0.99:3128", false, 11 * MS, 111);
+    s.tcp(10 * MS, ROOT, 1, "10.0.0.99:3128", Some((11 * MS, 111)));
     let b = s.finish(20 * MS, 1);
     assert_eq!(spans_of(&b, SpanKind::Connect)[0].role, Role::HttpsProxy);
     assert_eq!(serious(&b), ["http_proxy_failure"]);
@@ -244,11 +245,11 @@ fn a_dead_https_proxy_is_an_http_proxy_failure() {
 fn a_tunnel_keeps_the_proxys_address_and_names_the_targets_role() {
     let mut s = Stream::new(&[("GOPROXY", "https://proxy.corp"), ("HTTPS_PROXY", "http://10.0.0.99:3128")]);
     let hop = "10.0.0.99:3128";
-    s.tcp(10 * MS, ROOT, 1, hop, true, 0, 0);
+    s.tcp(10 * MS, ROOT, 1, hop, None);
     s.http(12 * MS, 1, "CONNECT proxy.corp:443 HTTP/1.1\r\nHost: proxy.corp:443\r\n\r\n", Some(200));
     s.close(100 * MS, 1, hop, None);
     // A later connect to the proxy's address that fails must stay the proxy's.
-    s.tcp(200 * MS, ROOT, 2, hop, false, 201 * MS, 111);
+    s.tcp(200 * MS, ROOT, 2, hop, Some((201 * MS, 111)));
     let b = s.finish(300 * MS, 1);
     let connects = spans_of(&b, SpanKind::Connect);
     for c in &connects {
@@ -266,7 +267,7 @@ fn two_entries_on_one_host_fall_through_by_path_and_never_by_name() {
     let plain = "10.0.0.10:80";
     let mut s = Stream::new(&config);
     s.dns(5 * MS, 9, NS, "p.corp", TYPE::A, Some((RCODE::NoError, &["10.0.0.10"])));
-    s.tcp(10 * MS, ROOT, 1, plain, true, 0, 0);
+    s.tcp(10 * MS, ROOT, 1, plain, None);
     s.http(12 * MS, 1, "GET /gone/m.corp/x/@v/list HTTP/1.1\r\nHost: p.corp\r\n\r\n", Some(404));
     s.http(20 * MS, 1, "GET /a/m.corp/x/@v/list HTTP/1.1\r\nHost: p.corp\r\n\r\n", Some(200));
     s.close(100 * MS, 1, plain, None);
@@ -280,9 +281,9 @@ fn two_entries_on_one_host_fall_through_by_path_and_never_by_name() {
     // The same over TLS: nothing tells the entries apart, so nothing is claimed.
     let mut s = Stream::new(&[("GOPROXY", "https://p.corp/a|https://p.corp/b")]);
     s.dns(5 * MS, 9, NS, "p.corp", TYPE::A, Some((RCODE::NoError, &["10.0.0.10"])));
-    s.tcp(10 * MS, ROOT, 1, PROXY, true, 0, 0);
+    s.tcp(10 * MS, ROOT, 1, PROXY, None);
     s.close(100 * MS, 1, PROXY, None);
-    s.tcp(110 * MS, ROOT, 2, PROXY, true, 0, 0);
+    s.tcp(110 * MS, ROOT, 2, PROXY, None);
     s.close(200 * MS, 2, PROXY, None);
     let b = s.finish(300 * MS, 0);
     assert!(b.findings.iter().all(|f| f.kind != "proxy_fallthrough"), "{:#?}", b.findings);
@@ -294,12 +295,12 @@ fn a_direct_fetch_that_dies_at_discovery_is_a_fallback_without_git() {
     let mut s = Stream::new(&[("GOPROXY", "http://p.corp,direct")]);
     let plain = "10.0.0.10:80";
     s.dns(5 * MS, 9, NS, "p.corp", TYPE::A, Some((RCODE::NoError, &["10.0.0.10"])));
-    s.tcp(10 * MS, ROOT, 1, plain, true, 0, 0);
+    s.tcp(10 * MS, ROOT, 1, plain, None);
     s.http(12 * MS, 1, "GET /gone.corp/x/@v/list HTTP/1.1\r\nHost: p.corp\r\n\r\n", Some(404));
     s.close(30 * MS, 1, plain, None);
     // cmd/go's own `GET https://gone.corp/x?go-get=1`: refused.
     s.dns(40 * MS, 8, NS, "gone.corp", TYPE::A, Some((RCODE::NoError, &["10.0.0.20"])));
-    s.tcp(50 * MS, ROOT, 2, "10.0.0.20:443", false, 51 * MS, 111);
+    s.tcp(50 * MS, ROOT, 2, "10.0.0.20:443", Some((51 * MS, 111)));
     s.connect_error(51 * MS, ROOT, 111, Some(2));
     let b = s.finish(100 * MS, 1);
     assert_eq!(serious(&b), ["connect_refused", "fallback_to_direct"], "{:#?}", b.findings);
@@ -310,7 +311,7 @@ fn a_direct_fetch_that_dies_at_discovery_is_a_fallback_without_git() {
 
     // Without `direct` in GOPROXY the same contact is no fetch of cmd/go's.
     let mut s = Stream::new(&[("GOPROXY", "http://p.corp")]);
-    s.tcp(50 * MS, ROOT, 2, "10.0.0.20:443", true, 0, 0);
+    s.tcp(50 * MS, ROOT, 2, "10.0.0.20:443", None);
     let b = s.finish(100 * MS, 0);
     assert_eq!(spans_of(&b, SpanKind::Connect)[0].role, Role::Other);
 }
@@ -319,11 +320,11 @@ fn a_direct_fetch_that_dies_at_discovery_is_a_fallback_without_git() {
 fn an_intended_direct_fetch_is_no_fallback() {
     let mut s = Stream::new(&[("GOPROXY", "http://p.corp,direct"), ("GOPRIVATE", "git.corp/*")]);
     let plain = "10.0.0.10:80";
-    s.tcp(10 * MS, ROOT, 1, plain, true, 0, 0);
+    s.tcp(10 * MS, ROOT, 1, plain, None);
     s.http(12 * MS, 1, "GET /m.corp/x/@v/list HTTP/1.1\r\nHost: p.corp\r\n\r\n", Some(200));
     s.close(30 * MS, 1, plain, None);
     s.dns(40 * MS, 8, NS, "git.corp", TYPE::A, Some((RCODE::NoError, &["10.0.0.20"])));
-    s.tcp(50 * MS, ROOT, 2, "10.0.0.20:443", false, 51 * MS, 111);
+    s.tcp(50 * MS, ROOT, 2, "10.0.0.20:443", Some((51 * MS, 111)));
     let b = s.finish(100 * MS, 1);
     assert_eq!(serious(&b), ["connect_refused"], "{:#?}", b.findings);
 }
@@ -334,7 +335,7 @@ fn stalled_stream(silence_to_close: u64) -> Stream {
     let mut s = Stream::new(&[("GOPROXY", "http://p.corp")]);
     let plain = "10.0.0.10:80";
     s.dns(5 * MS, 9, NS, "p.corp", TYPE::A, Some((RCODE::NoError, &["10.0.0.10"])));
-    s.tcp(10 * MS, ROOT, 1, plain, true, 0, 0);
+    s.tcp(10 * MS, ROOT, 1, plain, None);
     s.file(20 * MS, crate::event::FileOp::Open, "/m/cache/download/m.corp/x/@v/v1.0.0.zip123.tmp", None);
     let last = 30 * MS;
     let close = last + silence_to_close;
@@ -367,11 +368,9 @@ fn a_stall_that_never_ends_is_measured_to_the_close() {
 #[test]
 fn concurrent_connects_get_their_own_errors_by_socket() {
     let mut s = Stream::new(&[("GOPROXY", "https://a.corp|https://b.corp")]);
-    s.tcp(10 * MS, ROOT, 1, "10.0.0.1:443", false, 0, 0);
-    // (no close yet: both are in flight)
-    s.events.pop();
-    s.tcp(10 * MS, ROOT, 2, "10.0.0.2:443", false, 0, 0);
-    s.events.pop();
+    // Both in flight at once.
+    s.connect(10 * MS, ROOT, 1, Protocol::Tcp, "10.0.0.1:443");
+    s.connect(10 * MS, ROOT, 2, Protocol::Tcp, "10.0.0.2:443");
     // The refused one's socket closes first; the errors arrive in the other order.
     s.state(20 * MS, 2, TcpState::SynSent, TcpState::Close, "10.0.0.2:443", 111, None);
     s.connect_error(21 * MS, ROOT, 113, Some(1));
@@ -389,7 +388,7 @@ fn concurrent_connects_get_their_own_errors_by_socket() {
 fn git_run_by_the_build_is_version_control_and_its_address_not_a_proxy() {
     let mut s = Stream::new(&[("GOPROXY", "https://proxy.corp,direct")]);
     s.fork_exec(5 * MS, 200, "git", &["git", "ls-remote", "https://git.corp/x.git"]);
-    s.tcp(10 * MS, 200, 1, "10.0.0.30:443", true, 0, 0);
+    s.tcp(10 * MS, 200, 1, "10.0.0.30:443", None);
     s.close(20 * MS, 1, "10.0.0.30:443", None);
     let b = s.finish(30 * MS, 0);
     assert_eq!(spans_of(&b, SpanKind::Connect)[0].role, Role::Vcs);
@@ -401,7 +400,7 @@ fn a_running_build_shows_its_stall_while_it_lasts() {
     let mut s = Stream::new(&[("GOPROXY", "http://p.corp")]);
     let plain = "10.0.0.10:80";
     s.dns(5 * MS, 9, NS, "p.corp", TYPE::A, Some((RCODE::NoError, &["10.0.0.10"])));
-    s.tcp(10 * MS, ROOT, 1, plain, true, 0, 0);
+    s.tcp(10 * MS, ROOT, 1, plain, None);
     s.file(20 * MS, crate::event::FileOp::Open, "/m/cache/download/m.corp/x/@v/v1.0.0.zip123.tmp", None);
     let progress = |ts: u64| Event::Progress {
         ts_ns: ts,
