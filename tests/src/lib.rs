@@ -2,7 +2,12 @@
 //! gomod-trace, and a server namespace with DNS (dnsmasq) and the servers of
 //! tests/lab/labd (built with the machine's Go against Debian's golang.org/x/mod):
 //! module proxies healthy and faulty, a checksum database, a vanity host and a git
-//! server, HTTP CONNECT proxies, a TLS tarpit, a certificate from an untrusted CA.
+//! server, HTTP CONNECT proxies, a TLS tarpit, a certificate from an untrusted CA,
+//! DNS resolvers that answer AAAA unlike dnsmasq. Variants break the lab's own
+//! habits: resolvers ([`Lab::set_resolvers`]), a proxy on a non-default port,
+//! several GOPROXY entries on one host (path prefixes), an HTTP/1.1-only proxy, a
+//! stall over plain HTTP, a module host where nothing listens ([`GONE_MODULE`]),
+//! and a program that dials concurrently ([`Lab::traced_dialer`]).
 //! Each server name has its own address. Faults are real: names that do not
 //! resolve, ports nobody listens on, nftables rules that drop or reject packets.
 //!
@@ -65,7 +70,47 @@ pub const SERVERS: &[(&str, &str, u16)] = &[
     ("webproxy.lab.test", "connect", 3128),
     ("authproxy.lab.test", "connect-auth", 3128),
     ("dualstack.lab.test", "proxy", 443),
+    // Variants (appended: the addresses of the names above do not move).
+    // The proxy on a non-default port: GOPROXY=proxy.lab.test:9443 (cmd/go adds
+    // https://) or https://<its IP>:9443 (the certificate has IP SANs).
+    (PROXY_NAME, "proxy", PROXY_ALT_PORT),
+    // The stalling proxy over plain HTTP too.
+    ("stall.lab.test", "stall+plain", 80),
+    (H1_PROXY_NAME, "proxy-h1", 443),
+    // An address and a DNS record, nothing listening: connections are refused.
+    (GONE_NAME, "closed", 443),
+    (REFUSE_AAAA_RESOLVER, "dns:refuse-aaaa", 53),
+    (EMPTY_AAAA_RESOLVER, "dns:empty-aaaa", 53),
+    (SILENT_RESOLVER, "dns:silent", 53),
 ];
+/// The second port of the lab proxy (the same modules as on 443, over TLS). Not
+/// 8443: run_lab.rs and daemon_lab.rs use proxy.lab.test:8443 as a port that refuses.
+pub const PROXY_ALT_PORT: u16 = 9443;
+/// A module proxy over TLS that speaks HTTP/1.1 only (ALPN offers no h2); the
+/// other TLS servers negotiate HTTP/2 with clients that offer it. The client side
+/// can also be told `GODEBUG=http2client=0`.
+pub const H1_PROXY_NAME: &str = "h1.lab.test";
+/// A name with an address and a DNS record where nothing listens (port 443 and
+/// every other refuse with a reset): a module host whose `?go-get=1` discovery
+/// fails. See [`GONE_MODULE`].
+pub const GONE_NAME: &str = "gone.lab.test";
+/// A module under [`GONE_NAME`]: with GOPROXY=https://s404.lab.test,direct,
+/// cmd/go falls back to direct, fails to fetch https://gone.lab.test/x?go-get=1
+/// (connection refused) and never starts git. [`Lab::require`] writes it like any
+/// other (`gone.lab.test/x v1.0.0`); note that GONOSUMDB=lab.test does not cover
+/// it (another first element), which matters only if a download ever succeeded.
+pub const GONE_MODULE: &str = "gone.lab.test/x";
+/// A resolver (labd, UDP and TCP :53 of its own address) that answers A queries
+/// for the lab's names, NXDOMAIN for other names, and REFUSED to every AAAA query.
+pub const REFUSE_AAAA_RESOLVER: &str = "ns-refuse-aaaa.lab.test";
+/// As [`REFUSE_AAAA_RESOLVER`], but AAAA queries for the lab's names get NOERROR
+/// with no answer (NODATA).
+pub const EMPTY_AAAA_RESOLVER: &str = "ns-empty-aaaa.lab.test";
+/// A resolver that reads queries and never answers (UDP and TCP): a dead one.
+pub const SILENT_RESOLVER: &str = "ns-silent.lab.test";
+/// The process name of the lab's dialer ([`Lab::dialer_bin`]), for
+/// `gomod-trace run --go-command`.
+pub const DIALER_COMMAND: &str = "lab-dialer";
 /// The name that also has an AAAA record, an IPv6 address nothing answers at.
 pub const DUAL_STACK_NAME: &str = "dualstack.lab.test";
 /// A name whose lookups the lab's DNS server answers with SERVFAIL.
@@ -148,23 +193,27 @@ fn profile_dir() -> PathBuf {
 /// Debian's golang.org/x/mod (golang-golang-x-mod-dev), with Debian's Go.
 fn labd_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/labd");
-        let out = profile_dir().join("lab-labd");
-        let status = Command::new(Path::new(GO_TOOLCHAINS[0].1).join("go"))
-            .args(["build", "-o"])
-            .arg(&out)
-            .arg(".")
-            .current_dir(&source)
-            .env("GO111MODULE", "off")
-            .env("GOPATH", GOPATH_LIBRARIES)
-            .env("GOTOOLCHAIN", "local")
-            .env("GOPROXY", "off")
-            .status()
-            .expect("run go build");
-        assert!(status.success(), "building the lab servers (tests/lab/labd) failed");
-        out
-    })
+    BIN.get_or_init(|| build_lab_program("labd", "lab-labd"))
+}
+
+/// Builds tests/lab/<dir> into target/<profile>/<out> with Debian's Go, in
+/// GOPATH mode (nothing is fetched).
+fn build_lab_program(dir: &str, out: &str) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab").join(dir);
+    let out = profile_dir().join(out);
+    let status = Command::new(Path::new(GO_TOOLCHAINS[0].1).join("go"))
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg(".")
+        .current_dir(&source)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", GOPATH_LIBRARIES)
+        .env("GOTOOLCHAIN", "local")
+        .env("GOPROXY", "off")
+        .status()
+        .expect("run go build");
+    assert!(status.success(), "building tests/lab/{dir} failed");
+    out
 }
 
 /// Where Debian installs Go libraries (golang-golang-x-mod-dev).
@@ -212,6 +261,9 @@ pub struct TracedRun {
     pub timeline: Value,
     pub events: PathBuf,
     pub elapsed: Duration,
+    /// What `gomod-trace run` and the traced command printed on stdout (the
+    /// timeline goes to a file): the dialer's results, for one.
+    pub stdout: String,
 }
 
 /// The distinct server names, in [`SERVERS`] order.
@@ -270,8 +322,7 @@ impl Lab {
         run("ip", &["-n", &c, "addr", "add", &format!("2001:db8:231:{subnet}::1/64"), "dev", &vc, "nodad"]);
         let netns_etc = PathBuf::from("/etc/netns").join(&c);
         std::fs::create_dir_all(&netns_etc).expect("/etc/netns");
-        std::fs::write(netns_etc.join("resolv.conf"), format!("nameserver {}\n", lab.server_ip))
-            .expect("resolv.conf");
+        lab.default_resolvers();
         std::fs::write(netns_etc.join("hosts"), "127.0.0.1 localhost\n").expect("hosts");
 
         let server = lab.server_ip.to_string();
@@ -334,6 +385,43 @@ impl Lab {
     /// The IPv6 address [`DUAL_STACK_NAME`] resolves to (nobody has it).
     pub fn unanswered_ipv6(&self) -> String {
         format!("2001:db8:231:{}::2", self.subnet)
+    }
+
+    /// An address in the lab's subnet that nobody has: packets to it find no
+    /// neighbour. A TCP connect fails after about 3 s (ARP gives up: EHOSTUNREACH);
+    /// a DNS query over UDP gets no error, only silence (Go times out after 5 s).
+    pub fn unused_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 231, self.subnet, 250)
+    }
+
+    /// Points the client's resolver at these nameservers, in this order (one
+    /// `nameserver` line each in /etc/netns/<client>/resolv.conf, which `ip netns
+    /// exec` puts in place of /etc/resolv.conf; Go reads it when it starts). For
+    /// example `[lab.ip_of(SILENT_RESOLVER), lab.server_ip]`: a dead resolver, then
+    /// a good one. Stays until changed; see [`Lab::default_resolvers`].
+    pub fn set_resolvers(&self, nameservers: &[Ipv4Addr]) {
+        let text: String = nameservers.iter().map(|ip| format!("nameserver {ip}\n")).collect();
+        self.set_resolv_conf(&text);
+    }
+
+    /// Writes the client's resolv.conf as given (e.g. with `options timeout:1
+    /// attempts:1`, `options rotate`, `options use-vc`).
+    pub fn set_resolv_conf(&self, text: &str) {
+        let path = PathBuf::from("/etc/netns").join(&self.client_ns).join("resolv.conf");
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+
+    /// Points the client's resolver back at the lab's dnsmasq ([`Lab::server_ip`]),
+    /// as [`Lab::start`] leaves it.
+    pub fn default_resolvers(&self) {
+        self.set_resolvers(&[self.server_ip]);
+    }
+
+    /// The lab's small dialer (tests/lab/dialer, see [`DIALER_COMMAND`]), built
+    /// once per test process into the target directory, like the lab's servers.
+    pub fn dialer_bin() -> &'static Path {
+        static BIN: OnceLock<PathBuf> = OnceLock::new();
+        BIN.get_or_init(|| build_lab_program("dialer", DIALER_COMMAND))
     }
 
     /// GOSUMDB for the lab's checksum database: its name and verifier key.
@@ -473,6 +561,30 @@ impl Lab {
     /// directory, with the lab's Go environment changed by `overrides` (as in
     /// [`Lab::traced_download_env`]); `timeout` bounds the whole run.
     pub fn traced(&self, argv: &[&str], overrides: &[(&str, &str)], timeout: Duration) -> TracedRun {
+        self.traced_with(argv, overrides, &[], timeout)
+    }
+
+    /// Runs the lab's dialer ([`Lab::dialer_bin`]) traced in the client namespace:
+    /// `gomod-trace run --go-command lab-dialer TRACER_ARGS -- lab-dialer ADDR...`.
+    /// It dials every address concurrently and prints one line each on stdout
+    /// ([`TracedRun::stdout`]); it exits 0 whatever the outcomes.
+    pub fn traced_dialer(&self, addrs: &[&str], tracer_args: &[&str], timeout: Duration) -> TracedRun {
+        let bin = Lab::dialer_bin().to_str().expect("utf-8 path");
+        let argv: Vec<&str> = std::iter::once(bin).chain(addrs.iter().copied()).collect();
+        let tracer: Vec<&str> =
+            ["--go-command", DIALER_COMMAND].into_iter().chain(tracer_args.iter().copied()).collect();
+        self.traced_with(&argv, &[], &tracer, timeout)
+    }
+
+    /// As [`Lab::traced`], with extra arguments for `gomod-trace run` (before the
+    /// `--`), e.g. `&["--stall-threshold", "5s"]`.
+    pub fn traced_with(
+        &self,
+        argv: &[&str],
+        overrides: &[(&str, &str)],
+        tracer_args: &[&str],
+        timeout: Duration,
+    ) -> TracedRun {
         let timeline = self.path("timeline.json");
         let events = self.path("events.jsonl");
         let _ = std::fs::remove_file(&timeline);
@@ -489,6 +601,7 @@ impl Lab {
             .arg(&timeline)
             .arg("--record")
             .arg(&events)
+            .args(tracer_args)
             .arg("--")
             .args(argv)
             .current_dir(self.path("work"));
@@ -515,9 +628,12 @@ impl Lab {
             let _ = std::fs::copy(&events, Path::new(&dir).join(format!("{name}-{n}.jsonl")));
         }
         // Fresh module cache for the next run in this lab.
-        let _ = Command::new("chmod").args(["-R", "u+w"]).arg(self.path("modcache")).status();
-        let _ = std::fs::remove_dir_all(self.path("modcache"));
-        TracedRun { status: output.status, stderr, json, timeline, events, elapsed }
+        if self.path("modcache").exists() {
+            let _ = Command::new("chmod").args(["-R", "u+w"]).arg(self.path("modcache")).status();
+            let _ = std::fs::remove_dir_all(self.path("modcache"));
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        TracedRun { status: output.status, stderr, json, timeline, events, elapsed, stdout }
     }
 }
 

@@ -1,12 +1,15 @@
 // Command labd runs the lab's servers in the server network namespace: module
-// proxies (healthy, failing with a status, stalling, slow), a real checksum
-// database (golang.org/x/mod/sumdb), a vanity import host and a git server over
-// HTTPS (git http-backend), an HTTP CONNECT proxy, a TLS tarpit and a TLS server
-// whose certificate comes from a CA the client does not trust.
+// proxies (healthy, failing with a status, stalling, slow, HTTP/1.1 only), a real
+// checksum database (golang.org/x/mod/sumdb), a vanity import host and a git
+// server over HTTPS (git http-backend), an HTTP CONNECT proxy, a TLS tarpit, a TLS
+// server whose certificate comes from a CA the client does not trust, and DNS
+// resolvers that answer AAAA queries unlike dnsmasq (dns.go).
 //
 // Each server is one listener on its own address, given as
 // -serve name,ip:port,behaviour; the lab gives every name its own IP so that
-// firewall faults can hit one service and spare the others.
+// firewall faults can hit one service and spare the others. The behaviour
+// "closed" listens on nothing: the name has an address (and a DNS record) where
+// the port refuses connections.
 //
 // Built in GOPATH mode against Debian's golang-golang-x-mod-dev
 // (GO111MODULE=off GOPATH=/usr/share/gocode) with Go 1.19; nothing is fetched.
@@ -124,9 +127,30 @@ func certificate(caName string, names []string, ips []net.IP) (tls.Certificate, 
 // when set, make it proxy that checksum database under /sumdb/<name>/ (answering
 // 200 to /sumdb/<name>/supported); otherwise /sumdb/ paths get 404, as
 // proxy.golang.org answers for other databases. writeZip sends a zip.
+//
+// A path prefix may come before the module path or sumdb/ (see splitPrefix), so
+// that one host can be several GOPROXY entries: https://proxy.lab.test/a serves
+// as https://proxy.lab.test does (/a/lab.test/mod01/@v/list, /a/sumdb/<name>/…).
+// A prefix whose first element is "gone" answers 404 to everything (a proxy that
+// does not have the module: cmd/go falls through to the next entry), one whose
+// first element is "status-NNN" answers status NNN to everything.
 func proxyHandler(modules map[string]module, sumdbName string, sumdbHandler http.Handler, writeZip func(http.ResponseWriter, *http.Request, []byte)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		path := strings.TrimPrefix(r.URL.Path, "/")
+		prefix, path := splitPrefix(strings.TrimPrefix(r.URL.Path, "/"))
+		first, _, _ := strings.Cut(prefix, "/")
+		if first == "gone" {
+			http.NotFound(w, r)
+			return
+		}
+		if strings.HasPrefix(first, "status-") {
+			var status int
+			if _, err := fmt.Sscanf(strings.TrimPrefix(first, "status-"), "%d", &status); err != nil || status < 100 || status > 999 {
+				http.Error(w, "bad status prefix", http.StatusBadRequest)
+				return
+			}
+			http.Error(w, http.StatusText(status), status)
+			return
+		}
 		if strings.HasPrefix(path, "sumdb/") {
 			rest := strings.TrimPrefix(path, "sumdb/")
 			name, sub, _ := strings.Cut(rest, "/")
@@ -173,10 +197,25 @@ func proxyHandler(modules map[string]module, sumdbName string, sumdbHandler http
 	})
 }
 
+// splitPrefix splits a proxy request path (without its leading slash) into the
+// prefix and the rest: the prefix is the leading elements before the first that
+// contains a dot (a module path's first element always does: lab.test) or is
+// "sumdb". "a/b/lab.test/mod01/@v/list" → "a/b", "lab.test/mod01/@v/list";
+// paths without a prefix are returned unchanged.
+func splitPrefix(path string) (prefix, rest string) {
+	elems := strings.Split(path, "/")
+	i := 0
+	for i < len(elems)-1 && elems[i] != "sumdb" && !strings.Contains(elems[i], ".") {
+		i++
+	}
+	return strings.Join(elems[:i], "/"), strings.Join(elems[i:], "/")
+}
+
 func writeAll(w http.ResponseWriter, _ *http.Request, data []byte) { w.Write(data) }
 
 // writeThenStall sends a quarter of the body and then nothing, until the client
-// goes away (cmd/go has no response timeout: the build hangs).
+// goes away (cmd/go has no response timeout: the build hangs). Served over TLS
+// (stall) and over plain HTTP (stall+plain).
 func writeThenStall(w http.ResponseWriter, r *http.Request, data []byte) {
 	w.Write(data[:len(data)/4])
 	w.(http.Flusher).Flush()
@@ -369,7 +408,7 @@ func (s *serveFlag) Set(v string) error { *s = append(*s, v); return nil }
 
 func main() {
 	var serve serveFlag
-	flag.Var(&serve, "serve", "name,ip:port,behaviour (repeatable): proxy, mirror, sumdb, status:NNN, stall, slow, vanity, git, connect, connect-auth, tarpit, untrusted; add +plain for HTTP without TLS")
+	flag.Var(&serve, "serve", "name,ip:port,behaviour (repeatable): proxy, proxy-h1, mirror, sumdb, status:NNN, stall, slow, vanity, git, connect, connect-auth, tarpit, untrusted, closed, dns:refuse-aaaa, dns:empty-aaaa, dns:silent; add +plain for HTTP without TLS")
 	caOut := flag.String("ca", "ca.pem", "where to write the trusted CA certificate")
 	keyOut := flag.String("sumdb-key", "sumdb.key", "where to write the checksum database's verifier key")
 	sumdbName := flag.String("sumdb-name", "sum.lab.test", "the checksum database's name")
@@ -380,6 +419,7 @@ func main() {
 	servfailAddr := flag.String("dns-servfail", "", "ip:port where every DNS query gets SERVFAIL")
 	ready := flag.String("ready", "", "file to create once listening")
 	flag.Parse()
+	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
 
 	modules, big := map[string]module{}, map[string]module{}
 	for i := 1; i <= *count; i++ {
@@ -434,11 +474,23 @@ func main() {
 		name, addr, behaviour := parts[0], parts[1], parts[2]
 		plain := strings.HasSuffix(behaviour, "+plain")
 		behaviour = strings.TrimSuffix(behaviour, "+plain")
+		if strings.HasPrefix(behaviour, "dns:") {
+			serveDNS(addr, strings.TrimPrefix(behaviour, "dns:"), hosts)
+			continue
+		}
+		if behaviour == "closed" {
+			// Nothing listens: connections to the port are refused (RST).
+			continue
+		}
 		cert := trusted
 		var handler http.Handler
+		http1Only := false
 		switch {
 		case behaviour == "proxy":
 			handler = proxyHandler(modules, "", nil, writeAll)
+		case behaviour == "proxy-h1":
+			// The same proxy, HTTP/1.1 only: ALPN offers no h2.
+			handler, http1Only = proxyHandler(modules, "", nil, writeAll), true
 		case behaviour == "mirror":
 			handler = proxyHandler(modules, *sumdbName, sumdbHandler, writeAll)
 		case behaviour == "stall":
@@ -485,6 +537,11 @@ func main() {
 				return
 			}
 			server := &http.Server{Handler: handler, BaseContext: func(net.Listener) context.Context { return context.Background() }}
+			if http1Only {
+				// A non-nil empty map: ServeTLS does not configure HTTP/2 (the
+				// other TLS servers negotiate h2 with clients that offer it).
+				server.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+			}
 			if plain {
 				log.Fatal(server.Serve(listener))
 			}
