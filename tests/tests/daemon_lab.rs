@@ -22,11 +22,17 @@ struct Daemon {
 
 impl Daemon {
     fn start(data_dir: &Path) -> Daemon {
+        Daemon::start_with(data_dir, &[])
+    }
+
+    /// A daemon with more options on its command line.
+    fn start_with(data_dir: &Path, args: &[&str]) -> Daemon {
         // A free port on loopback, then released for the daemon to bind.
         let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let child = Command::new(gomod_trace_bin())
             .args(["daemon", "--listen", &addr.to_string(), "--data-dir"])
             .arg(data_dir)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -613,4 +619,60 @@ fn the_container_image_traces_builds_as_the_daemonset_runs_it() {
     assert_eq!(String::from_utf8_lossy(&code.stdout).trim(), "0", "{}", logs());
     // Its history is on the host's volume.
     assert!(data.join("history.sqlite3").exists());
+}
+
+/// A build that hangs on a proxy that stopped sending (over plain HTTP nothing
+/// arrives after the stall, not even a TLS close_notify): the daemon shows it as
+/// running with a stalled_transfer while it hangs, counts it in
+/// gomod_trace_stalled_connections, and keeps the finding when the CI step's
+/// timeout kills it.
+#[test]
+fn a_hanging_build_shows_its_stall_while_it_hangs() {
+    if !lab_available("a_hanging_build_shows_its_stall_while_it_hangs") {
+        return;
+    }
+    let lab = Lab::start();
+    lab.require_modules(1);
+    let data = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with(data.path(), &["--stall-threshold", "3s"]);
+    let mut step = lab
+        .client_command(&["timeout", "-k", "5", "60", "go", "mod", "download"], &[("GOPROXY", "http://stall.lab.test")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the build");
+    let mut live = Value::Null;
+    wait_until("the running build's stall", Duration::from_secs(40), || {
+        let (status, body) = get_json(daemon.addr, "/api/v1/running");
+        assert_eq!(status, 200, "{body}");
+        live = body["builds"].as_array().and_then(|b| b.iter().find(|b| b["command"][0] == "go").cloned()).unwrap_or(Value::Null);
+        live["findings"].as_array().is_some_and(|f| f.iter().any(|f| f["kind"] == "stalled_transfer"))
+    });
+    assert_eq!(live["state"], "running", "{live:#}");
+    assert_eq!(live["ended_at"], Value::Null);
+    let stall = live["findings"].as_array().unwrap().iter().find(|f| f["kind"] == "stalled_transfer").unwrap().clone();
+    assert!(stall["message"].as_str().unwrap().contains("is still waiting"), "{stall:#}");
+    assert!(step.try_wait().unwrap().is_none(), "the build still hangs");
+    // The same build by its id, and the gauge.
+    let id = live["id"].as_str().unwrap().to_string();
+    let (status, one) = get_json(daemon.addr, &format!("/api/v1/builds/{id}"));
+    assert_eq!((status, &one["builds"][0]["state"]), (200, &Value::from("running")));
+    assert!(metric(daemon.addr, "gomod_trace_stalled_connections").is_some_and(|n| n >= 1.0));
+
+    // The CI step gives up: `timeout` passes SIGTERM on to go.
+    let _ = Command::new("kill").args(["-TERM", &step.id().to_string()]).status();
+    let _ = step.wait();
+    wait_until("the killed build in the history", Duration::from_secs(20), || {
+        recorded(daemon.addr).iter().any(|b| b["id"] == id.as_str())
+    });
+    let (_, stored) = get_json(daemon.addr, &format!("/api/v1/builds/{id}"));
+    let stored = &stored["builds"][0];
+    assert_eq!(stored["state"], Value::Null, "a finished build has no state");
+    let kinds: Vec<&str> = stored["findings"].as_array().unwrap().iter().filter_map(|f| f["kind"].as_str()).collect();
+    assert!(kinds.contains(&"stalled_transfer"), "{stored:#}");
+    wait_until("the gauge back at 0", Duration::from_secs(10), || {
+        metric(daemon.addr, "gomod_trace_stalled_connections") == Some(0.0)
+    });
+    let (_, running) = get_json(daemon.addr, "/api/v1/running");
+    assert!(running["builds"].as_array().unwrap().iter().all(|b| b["id"] != id.as_str()));
 }
