@@ -656,10 +656,12 @@ fn tls_handshake_that_never_answers() {
 fn proxy_stalls_mid_download() {
     with_each_go("proxy_stalls_mid_download", |lab, _go| {
         lab.require_modules(1);
-        // cmd/go would wait forever; the CI step's timeout ends it after 9 s.
-        let run = lab.traced(
+        // cmd/go would wait forever; the CI step's timeout ends it after 9 s,
+        // judged with a 5 s stall threshold (the default, 30 s, would not fire).
+        let run = lab.traced_with(
             &["timeout", "-k", "2", "9", "go", "mod", "download"],
             &[("GOPROXY", "https://stall.lab.test")],
+            &["--stall-threshold", "5s"],
             Duration::from_secs(60),
         );
         assert_eq!(run.status.code(), Some(124), "the step timed out: {}", run.stderr);

@@ -41,21 +41,26 @@ fn judge(build: &BuildState, group: &NameLookups) -> Option<Finding> {
         let waited: Vec<usize> =
             failed.into_iter().filter(|&q| build.spans[q].outcome == Some(Outcome::Timeout)).collect();
         let spans: Vec<&SpanState> = waited.iter().map(|&i| &build.spans[i]).collect();
-        let first = spans.first()?;
+        if spans.is_empty() {
+            return None;
+        }
         let cost = covered_ns(spans.iter().map(|s| (s.start_ns, s.end_ns.unwrap_or(s.start_ns))).collect());
         let servers = servers(&spans);
-        let qtype = first.attrs.get("qtype").and_then(|v| v.as_str()).unwrap_or("a");
+        let mut qtypes: Vec<&str> = spans.iter().filter_map(|s| s.attrs.get("qtype").and_then(|v| v.as_str())).collect();
+        qtypes.sort_unstable();
+        qtypes.dedup();
+        let qtypes = qtypes.join(", ");
         return Some(Finding {
             kind: "dns_failure".into(),
             severity: Severity::Warning,
             message: format!(
-                "{} {qtype} quer{} for {name} got no answer from {servers} (Go waits 5 s per try) before the name resolved through another query; {} lost",
+                "{} quer{} ({qtypes}) for {name} got no answer from {servers} (Go waits 5 s per try) before the name resolved through another query; {} lost",
                 spans.len(),
                 if spans.len() == 1 { "y" } else { "ies" },
                 seconds(cost)
             ),
             remedy: format!(
-                "check the DNS server(s) {servers} in this agent's resolv.conf: one that does not answer (or drops {qtype} queries) costs every lookup its timeout"
+                "check the DNS server(s) {servers} in this agent's resolv.conf: one that does not answer (or drops {qtypes} queries) costs every lookup its timeout"
             ),
             cost_ms: millis(cost),
             spans: ids(&waited),
