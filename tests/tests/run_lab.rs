@@ -515,7 +515,7 @@ fn failing_private_proxy_falls_through_to_the_next() {
         connects_to(&run, PROXY_NAME, "proxy");
         let f = finding(&run, "proxy_fallthrough");
         let message = f["message"].as_str().unwrap();
-        assert!(message.contains("from the proxy s503.lab.test") && message.contains(&format!("to {PROXY_NAME}")), "{f:#}");
+        assert!(message.contains("from the proxy https://s503.lab.test") && message.contains(&format!("to https://{PROXY_NAME}")), "{f:#}");
         assert_eq!(serious_kinds(&run), ["proxy_fallthrough"]);
 
         // After `,` only 404/410 move on: a private proxy's 410 sends the module

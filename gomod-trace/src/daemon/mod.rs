@@ -262,6 +262,8 @@ async fn correlate(
     let mut tick = tokio::time::interval(TICK);
     let mut live = tokio::time::interval(LIVE_EVERY);
     let finish = |finished: Vec<Build>| {
+        // A build that ended is no longer shown as running.
+        shared.running.lock().unwrap_or_else(|p| p.into_inner()).retain(|r| finished.iter().all(|f| f.id != r.id));
         let mut metrics = shared.metrics.lock().unwrap_or_else(|p| p.into_inner());
         for build in finished {
             metrics.observe(&build);

@@ -397,7 +397,8 @@ impl<'a> Fetch<'a> {
             kind: "fallback_to_direct".into(),
             severity: Severity::Warning,
             message: format!(
-                "cmd/go went directly to version control instead of the proxy {proxy} (GOPROXY entry {}), which {answer}: {}; the direct fetches took {}",
+                "cmd/go went directly to version control for {} module(s) instead of the proxy {proxy} (GOPROXY entry {}), which {answer}: {}; the direct fetches took {}",
+                names.len(),
                 entry + 1,
                 listing(&names),
                 seconds(cost)
