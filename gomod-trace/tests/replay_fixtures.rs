@@ -238,3 +238,68 @@ fn dual_stack_delay_costs_the_fallback_wait() {
     let f = finding(only_build(&t), "dual_stack_delay");
     assert!((250.0..1_000.0).contains(&f.cost_ms), "{}", f.cost_ms);
 }
+
+/// Recorded runs of the lab's variants (tests/tests/variants_lab.rs, Go 1.23):
+/// the networks built differently from the lab's defaults, each with the exact
+/// error and warning findings it must give, without root.
+#[test]
+fn every_recorded_variant_gives_its_findings() {
+    for (fixture, expected) in [
+        ("variant_resolver_refuses_aaaa", &[][..]),
+        ("variant_resolver_empty_aaaa", &[]),
+        ("variant_dead_resolver_first", &["dns_failure"]),
+        ("variant_proxy_ip_literal", &[]),
+        ("variant_proxy_ip_literal_refused", &["connect_refused"]),
+        ("variant_entries_on_one_host_plain", &["proxy_fallthrough"]),
+        ("variant_entries_on_one_host_tls", &[]),
+        ("variant_sumdb_via_second_entry", &[]),
+        ("variant_https_proxy_by_address", &[]),
+        ("variant_https_proxy_down", &["http_proxy_failure"]),
+        ("variant_discovery_refused", &["connect_refused", "fallback_to_direct"]),
+        ("variant_discovery_refused_goprivate", &["connect_refused"]),
+        ("variant_stall_plain_killed", &["stalled_transfer"]),
+        ("variant_http1_proxy", &[]),
+        ("variant_concurrent_connects", &["connect_refused", "host_unreachable"]),
+    ] {
+        let t = timeline_with(fixture, stall_settings());
+        let b = only_build(&t);
+        assert_eq!(serious_kinds(b), expected, "{fixture}: {:#?}", b.findings);
+    }
+}
+
+#[test]
+fn variant_roles_come_from_the_endpoint_table() {
+    let connects = |fixture: &str| -> Vec<gomod_trace::timeline::Span> {
+        let t = timeline(fixture);
+        only_build(&t).spans.iter().filter(|s| s.kind == SpanKind::Connect).cloned().collect()
+    };
+    // An IP-literal GOPROXY on its own port: the proxy, with its entry.
+    let c = connects("variant_proxy_ip_literal");
+    assert!(c.iter().filter(|s| s.port == Some(9443)).all(|s| s.role == Role::Proxy
+        && s.attrs["entry"].as_str().is_some_and(|e| e.starts_with("GOPROXY[1] https://10."))));
+    // An HTTPS_PROXY given as an address: the proxy's connections keep its
+    // address, with the tunnel's target role.
+    let c = connects("variant_https_proxy_by_address");
+    assert!(c.iter().filter(|s| s.port == Some(3128)).all(|s| s.role == Role::HttpsProxy
+        && s.host.is_none()
+        && s.attrs["target_role"] == "proxy"));
+    // cmd/go's own discovery request to a host no entry names: version control.
+    let c = connects("variant_discovery_refused");
+    assert!(c.iter().any(|s| s.host.as_deref() == Some("gone.lab.test") && s.role == Role::Vcs));
+    // Four concurrent connects of one process: each its own outcome.
+    let mut outcomes: Vec<Option<Outcome>> = connects("variant_concurrent_connects").iter().map(|s| s.outcome).collect();
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(outcomes, [Some(Outcome::Ok), Some(Outcome::Refused), Some(Outcome::Unreachable), Some(Outcome::Unreachable)]);
+}
+
+#[test]
+fn a_refused_aaaa_is_noted_and_a_dead_resolver_costs_its_wait() {
+    let t = timeline("variant_resolver_refuses_aaaa");
+    let b = only_build(&t);
+    let aaaa: Vec<_> = b.spans.iter().filter(|s| s.kind == SpanKind::Dns && s.attrs["qtype"] == "AAAA").collect();
+    assert!(!aaaa.is_empty() && aaaa.iter().all(|s| s.attrs["rcode"] == "REFUSED" && s.attrs["name_resolved"] == true));
+    let t = timeline("variant_dead_resolver_first");
+    let f = finding(only_build(&t), "dns_failure");
+    assert_eq!(f.severity, Severity::Warning);
+    assert!((4_500.0..6_000.0).contains(&f.cost_ms), "{f:?}");
+}

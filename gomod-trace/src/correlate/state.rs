@@ -246,7 +246,11 @@ impl BuildState {
                     s.attrs.insert("zip_ms".into(), timeline::millis(done - started).into());
                 }
                 Some((_, None)) => {
-                    s.outcome = Some(Outcome::Aborted);
+                    // Still arriving in a build that runs; otherwise it never did.
+                    s.outcome = if self.live { None } else { Some(Outcome::Aborted) };
+                    if self.live {
+                        s.attrs.insert("unfinished".into(), true.into());
+                    }
                     s.attrs.insert("incomplete_part".into(), "zip".into());
                     s.end_ns = Some(build_end.max(s.start_ns));
                 }

@@ -371,9 +371,11 @@ fn concurrent_connects_get_their_own_errors_by_socket() {
     // Both in flight at once.
     s.connect(10 * MS, ROOT, 1, Protocol::Tcp, "10.0.0.1:443");
     s.connect(10 * MS, ROOT, 2, Protocol::Tcp, "10.0.0.2:443");
-    // The refused one's socket closes first; the errors arrive in the other order.
-    s.state(20 * MS, 2, TcpState::SynSent, TcpState::Close, "10.0.0.2:443", 111, None);
-    s.connect_error(21 * MS, ROOT, 113, Some(1));
+    // The first connect's error arrives first, while the second (the latest,
+    // which a guess by process and time would pick) is still open; the second's
+    // socket closes before its own error is read.
+    s.connect_error(20 * MS, ROOT, 113, Some(1));
+    s.state(21 * MS, 2, TcpState::SynSent, TcpState::Close, "10.0.0.2:443", 0, None);
     s.connect_error(22 * MS, ROOT, 111, Some(2));
     s.state(23 * MS, 1, TcpState::SynSent, TcpState::Close, "10.0.0.1:443", 0, None);
     let b = s.finish(30 * MS, 1);
@@ -421,6 +423,8 @@ fn a_running_build_shows_its_stall_while_it_lasts() {
     let late = correlator.running(36 * S);
     let f = late[0].findings.iter().find(|f| f.kind == "stalled_transfer").expect("a stall while it lasts");
     assert!(f.message.contains("is still waiting") && f.message.contains("36.0 s"), "{}", f.message);
+    let module = spans_of(&late[0], SpanKind::Module)[0];
+    assert_eq!((module.outcome, &module.attrs["unfinished"]), (None, &serde_json::json!(true)), "still arriving, not aborted");
     // Looking does not change the build: it still ends as it would have.
     assert_eq!(correlator.open_builds(), 1);
 }

@@ -53,15 +53,17 @@ pub(super) fn destination(span: &SpanState) -> String {
     }
 }
 
-/// Did any connect to the same host (or address, when unnamed) succeed?
+/// Did another attempt at the same peer succeed? The same configuration
+/// endpoints (any of a name's addresses, IPv6 or IPv4), else the same address.
 fn recovered(build: &BuildState, failed: &SpanState) -> bool {
     build.spans.iter().any(|s| {
         s.kind == failed.kind
             && s.outcome == Some(Outcome::Ok)
             && s.port == failed.port
-            && match (&s.host, &failed.host) {
-                (Some(a), Some(b)) => a == b,
-                _ => s.addr == failed.addr,
+            && if failed.endpoints.is_empty() {
+                s.addr == failed.addr || s.host.is_some() && s.host == failed.host
+            } else {
+                s.endpoints == failed.endpoints
             }
     })
 }
