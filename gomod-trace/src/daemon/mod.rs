@@ -184,6 +184,7 @@ async fn read(
     let mut dropped = 0u64;
     let mut stats = tokio::time::interval(STATS_EVERY);
     let mut live = tokio::time::interval(LIVE_EVERY);
+    let mut progress = ProgressFilter::default();
     let mut batch = vec![crate::commands::run::clock_anchor()];
     let mut peak_fill = 0.0f64;
     loop {
@@ -211,11 +212,13 @@ async fn read(
             _ = live.tick() => match probe.socket_counters() {
                 Ok(sockets) => {
                     let ts_ns = monotonic_ns();
-                    batch.extend(sockets.iter().map(|(cookie, entry)| Event::Progress {
-                        ts_ns,
-                        cookie: *cookie,
-                        counters: crate::decode::counters(entry),
-                    }));
+                    for (cookie, entry) in &sockets {
+                        let counters = crate::decode::counters(entry);
+                        if progress.changed(*cookie, &counters) {
+                            batch.push(Event::Progress { ts_ns, cookie: *cookie, counters });
+                        }
+                    }
+                    progress.forget_others(&sockets);
                 }
                 Err(e) => tracing::warn!("cannot read the socket counters: {e}"),
             },
@@ -247,6 +250,35 @@ async fn read(
         capture.record(&item, &mut rest);
     }
     let _ = events.send(rest).await;
+}
+
+/// Which socket readings are worth an event: the first, one whose counters
+/// moved, and a repeat every so often (the correlator keeps the latest, and
+/// measures a silence to its own `now`). UDP sockets stay in the kernel's map
+/// until it is full; their unchanging counters are not sent again and again.
+#[derive(Default)]
+struct ProgressFilter {
+    /// Cookie → (bytes sent, bytes received, polls since last sent).
+    seen: std::collections::HashMap<u64, (u64, u64, u32)>,
+}
+
+impl ProgressFilter {
+    /// Polls after which an unchanged reading is sent again.
+    const REPEAT: u32 = 15;
+
+    fn changed(&mut self, cookie: u64, counters: &crate::event::Counters) -> bool {
+        let now = (counters.bytes_sent, counters.bytes_received);
+        let entry = self.seen.entry(cookie).or_insert((u64::MAX, u64::MAX, 0));
+        let send = (entry.0, entry.1) != now || entry.2 >= Self::REPEAT;
+        *entry = (now.0, now.1, if send { 0 } else { entry.2 + 1 });
+        send
+    }
+
+    /// Forgets sockets the kernel no longer tracks.
+    fn forget_others(&mut self, sockets: &[(u64, gomod_trace_ebpf::SocketEntry)]) {
+        let present: std::collections::HashSet<u64> = sockets.iter().map(|(c, _)| *c).collect();
+        self.seen.retain(|c, _| present.contains(c));
+    }
 }
 
 /// Puts events in time order, correlates them and finishes builds.
@@ -343,4 +375,22 @@ fn spawn_writer(mut history: History, retention: Retention) -> (std::sync::mpsc:
         }
     });
     (tx, handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProgressFilter;
+    use crate::event::Counters;
+
+    #[test]
+    fn unchanged_socket_readings_are_sent_once_then_now_and_then() {
+        let mut filter = ProgressFilter::default();
+        let idle = Counters { bytes_received: 10, ..Counters::default() };
+        assert!(filter.changed(1, &idle), "the first reading");
+        let repeats = (0..30).filter(|_| filter.changed(1, &idle)).count();
+        assert_eq!(repeats, 30 / (ProgressFilter::REPEAT as usize + 1));
+        assert!(filter.changed(1, &Counters { bytes_received: 11, ..Counters::default() }), "it moved");
+        filter.forget_others(&[]);
+        assert!(filter.seen.is_empty());
+    }
 }
