@@ -123,9 +123,9 @@ pub fn decode(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeErro
         }
         kind::CONNECT_ERROR => {
             let r: ConnectErrorRecord = read(bytes, "connect error record")?;
-            // Cookies start at 1: 0 is the kernel's "no socket known".
-            let cookie = (r.cookie != 0).then_some(r.cookie);
-            Event::ConnectError { at, pid: header.pid, build: r.build, errno: r.errno, cookie }
+            // Cookies start at 1: 0 is the kernel's "no inet socket known" (a Unix
+            // socket, io_uring), kept so that the correlator does not guess.
+            Event::ConnectError { at, pid: header.pid, build: r.build, errno: r.errno, cookie: Some(r.cookie) }
         }
         kind::EXIT => {
             let r: ExitRecord = read(bytes, "exit record")?;
@@ -278,7 +278,7 @@ mod tests {
         let Event::ConnectError { cookie, .. } = decode(&as_bytes(&record), &DecodeContext::default()).unwrap() else {
             panic!("not a connect error")
         };
-        assert_eq!(cookie, None);
+        assert_eq!(cookie, Some(0), "no socket known: kept, so that nothing is guessed");
     }
 
     #[test]

@@ -200,9 +200,10 @@ pub enum Event {
         pid: u32,
         build: u32,
         errno: i32,
-        /// The cookie of the failed socket (its `Connect` event's), when the kernel
-        /// knew it: absent for non-inet sockets and in recordings made before it
-        /// was recorded, which then still replay.
+        /// The cookie of the failed socket (its `Connect` event's); 0 when the
+        /// kernel knew no inet socket for it (a Unix socket, io_uring: such an
+        /// error is not attributed). Absent in recordings made before it was
+        /// recorded, which then still replay (by process and time).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cookie: Option<u64>,
     },

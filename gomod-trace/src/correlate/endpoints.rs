@@ -33,8 +33,9 @@ impl Host {
 /// Which setting an endpoint comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    /// The entry at `index` (from 0) of GOPROXY; `any_error` when `|` follows it.
-    Proxy { index: usize, any_error: bool },
+    /// The entry at `index` (from 0) of GOPROXY (its separator is in
+    /// [`EndpointTable::proxies`]).
+    Proxy { index: usize },
     /// GOSUMDB, with the database's name.
     Sumdb { name: String },
     /// HTTPS_PROXY or HTTP_PROXY.
@@ -64,7 +65,7 @@ impl Endpoint {
     /// The GOPROXY entry index, for proxies.
     pub fn proxy_index(&self) -> Option<usize> {
         match self.source {
-            Source::Proxy { index, .. } => Some(index),
+            Source::Proxy { index } => Some(index),
             _ => None,
         }
     }
@@ -73,7 +74,7 @@ impl Endpoint {
     /// (entries counted from 1, as people read the list).
     pub fn label(&self) -> String {
         match &self.source {
-            Source::Proxy { index, .. } => format!("GOPROXY[{}] {}", index + 1, self.url),
+            Source::Proxy { index } => format!("GOPROXY[{}] {}", index + 1, self.url),
             Source::Sumdb { .. } => format!("GOSUMDB {}", self.url),
             Source::HttpProxy { variable } => format!("{variable} {}", self.url),
         }
@@ -112,16 +113,10 @@ impl EndpointTable {
         let proxies = goenv::proxy_list(get("GOPROXY"));
         let mut endpoints = Vec::new();
         for (index, entry) in proxies.iter().enumerate() {
-            if let ProxyEntry::Url { url, any_error } = entry
+            if let ProxyEntry::Url { url, .. } = entry
                 && let Some((host, port, path)) = parse_url(url, "https")
             {
-                endpoints.push(Endpoint {
-                    host,
-                    port,
-                    path,
-                    url: url.clone(),
-                    source: Source::Proxy { index, any_error: *any_error },
-                });
+                endpoints.push(Endpoint { host, port, path, url: url.clone(), source: Source::Proxy { index } });
             }
         }
         if let SumDb::On { name, url } = goenv::sumdb(get("GOSUMDB"))
@@ -146,8 +141,16 @@ impl EndpointTable {
 
     /// The endpoints a peer is: by its address, or by the names it is known by
     /// (SNI, Host, the DNS name the address came from), on its port.
+    /// A name matches an entry's host when it is that host, or that host with a
+    /// search domain appended (what the resolver asked for under ndots).
     pub fn lookup(&self, addr: Option<IpAddr>, names: &[&str], port: u16) -> Vec<usize> {
         let names: Vec<Host> = names.iter().map(|n| Host::parse(n)).collect();
+        let named = |host: &str| {
+            names.iter().any(|n| match n {
+                Host::Name(n) => n == host || n.strip_prefix(host).is_some_and(|rest| rest.starts_with('.')),
+                Host::Addr(_) => false,
+            })
+        };
         self.endpoints
             .iter()
             .enumerate()
@@ -155,7 +158,7 @@ impl EndpointTable {
                 e.port == port
                     && match &e.host {
                         Host::Addr(a) => Some(*a) == addr || names.contains(&e.host),
-                        Host::Name(_) => names.contains(&e.host),
+                        Host::Name(host) => named(host),
                     }
             })
             .map(|(i, _)| i)
@@ -166,6 +169,12 @@ impl EndpointTable {
     /// entries on one host and port differ by their paths): the longest path that
     /// prefixes the target.
     pub fn by_path(&self, candidates: &[usize], target: &str) -> Option<usize> {
+        // An absolute-form target (through an HTTP proxy) starts with the URL's
+        // scheme and authority.
+        let target = match target.split_once("://") {
+            Some((_, rest)) => rest.find('/').map_or("/", |at| &rest[at..]),
+            None => target,
+        };
         let path = target.split('?').next().unwrap_or("");
         candidates
             .iter()
@@ -196,8 +205,8 @@ impl EndpointTable {
         })
     }
 
-    /// Is `name` (a DNS name) the host of one of the endpoints?
-    pub fn names(&self, name: &str) -> Vec<usize> {
+    /// The endpoints whose host `name` (a DNS name asked by the build) is.
+    pub fn named(&self, name: &str) -> Vec<usize> {
         let host = Host::parse(name);
         self.endpoints.iter().enumerate().filter(|(_, e)| e.host == host).map(|(i, _)| i).collect()
     }
@@ -240,7 +249,7 @@ mod tests {
             ]
         );
         assert_eq!(t.endpoints[1].proxy_index(), Some(1));
-        assert_eq!(t.endpoints[1].source, Source::Proxy { index: 1, any_error: true });
+        assert_eq!(t.endpoints[1].source, Source::Proxy { index: 1 });
         assert_eq!(t.endpoints[0].label(), "GOPROXY[1] https://REDACTED@Proxy.Corp:8443/go/");
         assert_eq!(t.endpoints[5].label(), "HTTPS_PROXY http://10.9.9.9:3128");
         assert!(t.direct_possible);
@@ -257,6 +266,9 @@ mod tests {
         assert_eq!(t.lookup(Some(other), &["PROXY.corp."], 8443), vec![1]);
         assert_eq!(t.lookup(Some(other), &["proxy.corp"], 443), Vec::<usize>::new());
         assert_eq!(t.lookup(Some(other), &["sum.golang.org"], 443), vec![2]);
+        // A search-list expansion the resolver answered for is the same host.
+        assert_eq!(t.lookup(Some(other), &["proxy.corp.svc.cluster.local"], 8443), vec![1]);
+        assert_eq!(t.lookup(Some(other), &["proxy.corpx"], 8443), Vec::<usize>::new());
         assert!(!t.direct_possible);
         assert!(table(&[("GOPROXY", "https://p"), ("GOPRIVATE", "corp.example")]).direct_possible);
     }
@@ -270,5 +282,6 @@ mod tests {
         assert_eq!(t.by_path(&all, "/a/lab.test/x/@v/list"), Some(0));
         assert_eq!(t.by_path(&all, "/ab/lab.test/x/@v/list"), Some(2));
         assert_eq!(t.by_path(&all, "/lab.test/x/@v/list?x=1"), Some(2));
+        assert_eq!(t.by_path(&all, "http://p.corp/a/b/lab.test/x/@v/list"), Some(1));
     }
 }

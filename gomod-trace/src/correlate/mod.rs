@@ -121,8 +121,8 @@ impl Correlator {
                 let Some(build_index) = self.build_of(*pid, *build) else { return };
                 let Some(b) = self.builds.get_mut(&build_index) else { return };
                 b.touch(at.ts_ns);
-                // The socket's own connect; without a cookie (older recordings),
-                // the process's latest.
+                // The socket's own connect (none for cookie 0: not an inet
+                // socket); without a cookie (older recordings), the process's latest.
                 let connect = match cookie {
                     Some(c) => match self.connects.get(c) {
                         Some(&(b, span)) if b == build_index => Some(span),
@@ -174,7 +174,12 @@ impl Correlator {
             }
             Event::Progress { ts_ns, cookie, counters } => {
                 if let Some(socket) = self.sockets.get_mut(cookie) {
-                    socket.on_progress(*ts_ns, *counters);
+                    socket.on_progress(*counters);
+                    // A socket still open is a build still alive, even when
+                    // nothing else happens (it hangs).
+                    if let Some(b) = self.builds.get_mut(&socket.build) {
+                        b.touch(*ts_ns);
+                    }
                 }
             }
             Event::Lost { ts_ns, count, .. } => {

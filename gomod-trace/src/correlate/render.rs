@@ -49,12 +49,13 @@ fn peer_roles(table: &EndpointTable, peer: &Peer, process: Option<&ProcessInfo>,
     if peer.remote.port() == 53 {
         return Roles { role: Role::Dns, endpoints: Vec::new(), target: None };
     }
-    // Outside a tunnel the SNI and Host name the peer itself.
-    let mut names: Vec<&str> = peer.name.iter().map(String::as_str).collect();
-    if peer.tunnel.is_none() {
-        names.extend(peer.sni.as_deref());
-        names.extend(peer.host_header.as_deref().map(|h| split_target(h).map_or(h, |(host, _)| host)));
-    }
+    // The name the build used for this peer: outside a tunnel its SNI, else the
+    // Host it sent, else the DNS name its address came from (one address may
+    // serve several names: the one the client asked for decides).
+    let own = peer.tunnel.is_none().then(|| {
+        peer.sni.as_deref().or(peer.host_header.as_deref().map(|h| split_target(h).map_or(h, |(host, _)| host)))
+    });
+    let names: Vec<&str> = own.flatten().or(peer.name.as_deref()).into_iter().collect();
     let endpoints = table.lookup(Some(peer.remote.ip()), &names, peer.remote.port());
     let role = table.role_of(&endpoints).unwrap_or_else(|| unnamed_role(table, process, root_comm));
     let target = peer.tunnel.as_deref().and_then(split_target).map(|(host, port)| {
@@ -95,7 +96,8 @@ fn assign_roles(build: &mut BuildState, table: &EndpointTable) {
         .filter_map(|s| {
             let comm = s.attrs.get("comm")?.as_str()?;
             let argv = s.attrs.get("argv").and_then(Value::as_array);
-            let telemetry = argv.is_some_and(|a| a.iter().skip(1).take(2).any(|v| v.as_str() == Some("telemetry")));
+            // Its argv is `go "** telemetry **"`.
+            let telemetry = argv.is_some_and(|a| a.iter().skip(1).any(|v| v.as_str().is_some_and(|v| v.contains("telemetry"))));
             Some((s.pid, ProcessInfo { comm, telemetry }))
         })
         .collect();

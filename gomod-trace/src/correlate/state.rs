@@ -240,10 +240,15 @@ impl BuildState {
             }
             let files = s.attrs.get("files").and_then(Value::as_array);
             let fetched = files.is_some_and(|f| f.iter().any(|p| p == "mod" || p == "zip"));
-            s.outcome = Some(if fetched { Outcome::Ok } else { Outcome::Error });
+            s.outcome = match (fetched, self.live) {
+                (true, _) => Some(Outcome::Ok),
+                // Still being fetched in a build that runs.
+                (false, true) => None,
+                (false, false) => Some(Outcome::Error),
+            };
             match self.zip_phase.get(&span) {
                 Some((started, Some(done))) => {
-                    s.attrs.insert("zip_ms".into(), timeline::millis(done - started).into());
+                    s.attrs.insert("zip_ms".into(), timeline::millis(done.saturating_sub(*started)).into());
                 }
                 Some((_, None)) => {
                     // Still arriving in a build that runs; otherwise it never did.
@@ -407,7 +412,7 @@ pub struct SocketState {
     /// This socket's entry in [`BuildState::peers`].
     peer: usize,
     /// The latest reading of the socket's counters while it is open.
-    progress: Option<(u64, Counters)>,
+    progress: Option<Counters>,
 }
 
 impl SocketState {
@@ -707,6 +712,16 @@ impl SocketState {
             let peer = &mut b.peers[self.peer];
             if request.method == "CONNECT" {
                 peer.tunnel = Some(request.target.clone());
+            } else if let Some(rest) = request.target.strip_prefix("http://") {
+                // Absolute form: a request for another host through an HTTP proxy
+                // (HTTP_PROXY with an http:// GOPROXY): that host is the target.
+                let authority = rest.split('/').next().unwrap_or(rest);
+                let target = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !authority.ends_with(']') {
+                    authority.to_string()
+                } else {
+                    format!("{authority}:80")
+                };
+                peer.tunnel.get_or_insert(target);
             } else if let Some(host) = &request.host {
                 peer.host_header.get_or_insert_with(|| host.clone());
             }
@@ -757,21 +772,22 @@ impl SocketState {
     }
 
     /// A reading of the socket's counters from the kernel while it is open.
-    pub fn on_progress(&mut self, ts: u64, counters: Counters) {
-        self.progress = Some((ts, counters));
+    pub fn on_progress(&mut self, counters: Counters) {
+        self.progress = Some(counters);
     }
 
-    /// The socket as it stands at `now`, for a build still running: its transfer
-    /// gets the latest counters, its silence counted to `now`.
+    /// The socket as it stands at `now`, for a build still running.
     pub fn snapshot(&self, b: &mut BuildState, now: u64) {
-        if let (Some(t), Some((_, counters))) = (self.transfer, self.progress) {
-            write_counters(&mut b.spans[t], now, &counters);
-        }
         self.clone().finish(b, now);
     }
 
-    /// Ends what this socket still has open when the stream ends at `end`.
+    /// Ends what this socket still has open when the stream ends at `end`: an
+    /// open transfer gets the latest counters read from the kernel, its silence
+    /// counted to `end` (a hang that nothing ended).
     pub fn finish(self, b: &mut BuildState, end: u64) {
+        if let (Some(t), Some(counters)) = (self.transfer, self.progress) {
+            write_counters(&mut b.spans[t], end, &counters);
+        }
         for (_, span) in self.dns {
             let s = &mut b.spans[span];
             let deadline = s.start_ns + DNS_TIMEOUT_NS;

@@ -378,6 +378,8 @@ fn concurrent_connects_get_their_own_errors_by_socket() {
     s.state(21 * MS, 2, TcpState::SynSent, TcpState::Close, "10.0.0.2:443", 0, None);
     s.connect_error(22 * MS, ROOT, 111, Some(2));
     s.state(23 * MS, 1, TcpState::SynSent, TcpState::Close, "10.0.0.1:443", 0, None);
+    // A Unix socket's error (cookie 0) belongs to no connect.
+    s.connect_error(22 * MS, ROOT, 2, Some(0));
     let b = s.finish(30 * MS, 1);
     let connects = spans_of(&b, SpanKind::Connect);
     let outcome = |addr: &str| connects.iter().find(|c| c.addr.as_deref() == Some(addr)).unwrap().outcome;
@@ -427,4 +429,39 @@ fn a_running_build_shows_its_stall_while_it_lasts() {
     assert_eq!((module.outcome, &module.attrs["unfinished"]), (None, &serde_json::json!(true)), "still arriving, not aborted");
     // Looking does not change the build: it still ends as it would have.
     assert_eq!(correlator.open_builds(), 1);
+}
+
+#[test]
+fn a_plain_proxy_reached_through_http_proxy_is_the_requests_target() {
+    // GOPROXY over plain HTTP with HTTP_PROXY set: absolute-form requests to the
+    // HTTP proxy, no CONNECT.
+    let mut s = Stream::new(&[("GOPROXY", "http://athens.corp/go,direct"), ("HTTP_PROXY", "http://10.0.0.99:3128")]);
+    let hop = "10.0.0.99:3128";
+    s.tcp(10 * MS, ROOT, 1, hop, None);
+    s.http(12 * MS, 1, "GET http://athens.corp/go/m.corp/x/@v/list HTTP/1.1\r\nHost: athens.corp\r\n\r\n", Some(404));
+    s.close(50 * MS, 1, hop, None);
+    let b = s.finish(100 * MS, 1);
+    let http = spans_of(&b, SpanKind::Http)[0];
+    assert_eq!((http.role, http.attrs["target_role"].as_str()), (Role::HttpsProxy, Some("proxy")));
+    assert_eq!(http.attrs["target_entry"], "GOPROXY[1] http://athens.corp/go");
+}
+
+#[test]
+fn a_hang_closed_by_the_daemon_keeps_its_stall() {
+    // Nothing ends the stall: no close, no exit; the daemon's readings go on
+    // until it stops (SIGTERM) and renders the build as it stands.
+    let mut s = Stream::new(&[("GOPROXY", "http://p.corp")]);
+    s.dns(5 * MS, 9, NS, "p.corp", TYPE::A, Some((RCODE::NoError, &["10.0.0.10"])));
+    s.tcp(10 * MS, ROOT, 1, "10.0.0.10:80", None);
+    s.file(20 * MS, crate::event::FileOp::Open, "/m/cache/download/m.corp/x/@v/v1.0.0.zip123.tmp", None);
+    for ts in [5 * S, 35 * S, 65 * S] {
+        s.events.push(Event::Progress {
+            ts_ns: ts,
+            cookie: 1,
+            counters: Counters { bytes_received: 4096, first_received_ns: Some(11 * MS), last_received_ns: Some(30 * MS), ..Counters::default() },
+        });
+    }
+    let b = s.build(Settings::default());
+    let f = b.findings.iter().find(|f| f.kind == "stalled_transfer").expect("the stall, in history too");
+    assert!(f.message.contains("65.0 s"), "{}", f.message);
 }

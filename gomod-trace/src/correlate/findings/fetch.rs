@@ -227,7 +227,7 @@ impl<'a> Fetch<'a> {
 
     /// The lookups of names that are the checksum database's host.
     fn sumdb_lookups(&self, sumdb: usize) -> impl Iterator<Item = &NameLookups> + '_ {
-        self.lookups.iter().filter(move |g| self.table.names(&g.name).contains(&sumdb))
+        self.lookups.iter().filter(move |g| self.table.named(&g.name).contains(&sumdb))
     }
 
     /// Failure 4: the checksum database could not be reached. cmd/go has no
@@ -619,7 +619,7 @@ impl<'a> Fetch<'a> {
         type SlowZips = (Vec<usize>, Vec<(u64, u64)>);
         let mut by_host: BTreeMap<String, SlowZips> = BTreeMap::new();
         for (&module, &(started, done)) in &self.build.zip_phase {
-            let Some(done) = done.filter(|d| d - started >= SLOW_ZIP_NS) else { continue };
+            let Some(done) = done.filter(|d| d.saturating_sub(started) >= SLOW_ZIP_NS) else { continue };
             // The connection that received the most while the zip arrived.
             let host = self
                 .fetch_transfers(started, done)
