@@ -96,6 +96,9 @@ pub struct SocketEntry {
     /// transfer that stalled shows here even if the teardown brought more bytes.
     pub longest_silence_ns: u64,
     pub longest_silence_end_ns: u64,
+    /// When payload was last sent: a request on a connection that then gets no
+    /// answer starts a silence too.
+    pub last_sent_ns: u64,
 }
 
 /// Offsets of kernel struct fields, read by userspace from /sys/kernel/btf/vmlinux.
@@ -340,7 +343,7 @@ macro_rules! assert_size {
 }
 assert_size!(EventHeader, 32);
 assert_size!(ProcessEntry, 8);
-assert_size!(SocketEntry, 88);
+assert_size!(SocketEntry, 96);
 assert_size!(KernelOffsets, 40);
 assert_size!(TracepointOffsets, 136);
 assert_size!(ProbeConfig, 208);
@@ -351,7 +354,7 @@ assert_size!(ForkRecord, 40);
 assert_size!(EnvironmentRecord, 32 + 16 + 256 + 16 * 1024);
 assert_size!(ExitRecord, 40);
 assert_size!(ConnectRecord, 32 + 24 + 16);
-assert_size!(TcpStateRecord, 32 + 8 + 8 + 8 + 4 + 32 + 4 + 88);
+assert_size!(TcpStateRecord, 32 + 8 + 8 + 8 + 4 + 32 + 4 + 96);
 assert_size!(SocketSignalRecord, 48);
 assert_size!(PayloadRecord, 32 + 24 + 2048);
 

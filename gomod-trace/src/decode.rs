@@ -219,6 +219,7 @@ pub fn counters(c: &SocketEntry) -> Counters {
         last_received_ns: Some(c.last_received_ns).filter(|&t| t != 0),
         longest_silence: (c.longest_silence_ns != 0)
             .then_some(Silence { ns: c.longest_silence_ns, end_ns: c.longest_silence_end_ns }),
+        last_sent_ns: Some(c.last_sent_ns).filter(|&t| t != 0),
     }
 }
 

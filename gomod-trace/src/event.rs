@@ -111,6 +111,9 @@ pub struct Counters {
     /// The longest gap between two arriving payloads, and when it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub longest_silence: Option<Silence>,
+    /// When payload was last sent (absent in older recordings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sent_ns: Option<u64>,
 }
 
 /// A time during which a connection received nothing.

@@ -99,6 +99,9 @@ fn on_skb(ctx: &SkBuffContext, dir: u16) -> Option<()> {
             }
             (*entry).last_received_ns = now;
         }
+    } else {
+        // SAFETY: as above.
+        unsafe { (*entry).last_sent_ns = bpf_ktime_get_ns() };
     }
     let limit = if protocol == IPPROTO_TCP { TCP_SEGMENTS_CAPTURED } else { UDP_DATAGRAMS_CAPTURED };
     // SAFETY: a plain read of the map value; a racing increment only lets one

@@ -807,6 +807,9 @@ fn write_counters(s: &mut SpanState, ts: u64, c: &Counters) {
         s.attrs.insert("receiving_ms".into(), timeline::millis(last.saturating_sub(first)).into());
         s.attrs.insert("idle_at_close_ms".into(), timeline::millis(ts.saturating_sub(last)).into());
     }
+    if let Some(sent) = c.last_sent_ns {
+        s.attrs.insert("sent_idle_at_close_ms".into(), timeline::millis(ts.saturating_sub(sent)).into());
+    }
     if let Some(silence) = c.longest_silence {
         s.attrs.insert("longest_silence_ms".into(), timeline::millis(silence.ns).into());
         s.attrs.insert(

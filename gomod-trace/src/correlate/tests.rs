@@ -465,3 +465,34 @@ fn a_hang_closed_by_the_daemon_keeps_its_stall() {
     let f = b.findings.iter().find(|f| f.kind == "stalled_transfer").expect("the stall, in history too");
     assert!(f.message.contains("65.0 s"), "{}", f.message);
 }
+
+/// Two connections to the proxy while a zip arrives: `rested` has been idle
+/// since before the zip began (a keep-alive connection), `carrying` is used
+/// after it began (a request sent at `sent`, its last answer at `received`).
+fn zip_beside_an_idle_connection(sent: u64, received: u64) -> Build {
+    let mut s = Stream::new(&[("GOPROXY", "http://p.corp")]);
+    let plain = "10.0.0.10:80";
+    s.dns(5 * MS, 9, NS, "p.corp", TYPE::A, Some((RCODE::NoError, &["10.0.0.10"])));
+    s.tcp(10 * MS, ROOT, 1, plain, None);
+    s.tcp(11 * MS, ROOT, 2, plain, None);
+    s.file(S, crate::event::FileOp::Open, "/m/cache/download/m.corp/x/@v/v1.0.0.zip123.tmp", None);
+    let killed = 45 * S;
+    s.exit(killed, ROOT, 143);
+    let rested = Counters { bytes_received: 900, first_received_ns: Some(20 * MS), last_received_ns: Some(30 * MS), last_sent_ns: Some(15 * MS), ..Counters::default() };
+    let carrying = Counters { bytes_received: 1 << 20, first_received_ns: Some(S), last_received_ns: Some(received), last_sent_ns: Some(sent), ..Counters::default() };
+    s.close(killed + MS, 1, plain, Some(rested));
+    s.close(killed + MS, 2, plain, Some(carrying));
+    s.build(Settings::default())
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_not_the_stall() {
+    // The zip kept arriving until the build was killed: no stall, although the
+    // other connection had rested for 45 s.
+    let b = zip_beside_an_idle_connection(S, 44 * S);
+    assert!(b.findings.iter().all(|f| f.kind != "stalled_transfer"), "{:#?}", b.findings);
+    // A request sent after the zip began and never answered: silent from then.
+    let b = zip_beside_an_idle_connection(2 * S, S);
+    let f = b.findings.iter().find(|f| f.kind == "stalled_transfer").expect("the unanswered request");
+    assert!(f.message.contains("43.0 s") && f.message.contains("1048576 bytes"), "{}", f.message);
+}

@@ -837,23 +837,28 @@ impl<'a> Fetch<'a> {
     }
 }
 
-/// The silence of a transfer while a zip arrived in [start, end]: (milliseconds,
-/// whether it lasted until the connection closed or the build ended).
+/// The silence of a transfer that began while a zip was arriving in [start,
+/// end]: (milliseconds, whether it lasted until the connection closed or the
+/// build ended). A silence that began before the zip did is some other
+/// connection's rest (an idle keep-alive connection), not this zip's stall.
 fn stall_of(transfer: &SpanState, start: u64, end: u64) -> Option<(f64, bool)> {
     let mut best: Option<(f64, bool)> = None;
-    // The longest gap between two arrivals, if it overlaps the zip.
+    // The longest gap between two arrivals, if it began during the zip.
     if let (Some(ms), Some(after)) = (num_attr(transfer, "longest_silence_ms"), num_attr(transfer, "longest_silence_after_ms")) {
         let from = transfer.start_ns + (after * 1e6) as u64;
-        if from <= end && from + (ms * 1e6) as u64 >= start {
+        if from >= start && from <= end {
             best = Some((ms, false));
         }
     }
-    // Nothing arrived from the last arrival to the close: a stall that never
-    // ended (the process was killed, or the build ended with it).
-    if let Some(idle) = num_attr(transfer, "idle_at_close_ms") {
+    // Nothing arrived, and nothing was sent, from the connection's last activity
+    // to its close: a stall that never ended (the process was killed, or the
+    // build ended with it). A request sent after the zip began and never
+    // answered counts from the request.
+    if let Some(received) = num_attr(transfer, "idle_at_close_ms") {
+        let idle = num_attr(transfer, "sent_idle_at_close_ms").map_or(received, |sent| received.min(sent));
         let close = transfer.end_ns.unwrap_or(transfer.start_ns);
         let last = close.saturating_sub((idle * 1e6) as u64);
-        if last <= end && close >= start && best.is_none_or(|(ms, _)| idle > ms) {
+        if last >= start && last <= end && best.is_none_or(|(ms, _)| idle > ms) {
             best = Some((idle, true));
         }
     }
