@@ -28,7 +28,7 @@ impl NameLookups {
 }
 
 /// Is `expanded` the name `name` with a search domain appended (or the same)?
-fn same_lookup(a: &str, b: &str) -> bool {
+pub fn same_lookup(a: &str, b: &str) -> bool {
     let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
     long.eq_ignore_ascii_case(short)
         || long.len() > short.len() + 1

@@ -496,3 +496,17 @@ fn an_idle_keep_alive_connection_is_not_the_stall() {
     let f = b.findings.iter().find(|f| f.kind == "stalled_transfer").expect("the unanswered request");
     assert!(f.message.contains("43.0 s") && f.message.contains("1048576 bytes"), "{}", f.message);
 }
+
+#[test]
+fn a_name_the_build_reached_did_not_fail_to_resolve() {
+    // The A answer was not seen (a lost datagram copy), the AAAA was empty, and
+    // the build then talked to the name: it resolved.
+    let mut s = Stream::new(&[("GOPROXY", "http://proxy.corp")]);
+    s.dns(10 * MS, 1, NS, "proxy.corp", TYPE::A, None);
+    s.dns(10 * MS, 2, NS, "proxy.corp", TYPE::AAAA, Some((RCODE::NoError, &[])));
+    s.tcp(20 * MS, ROOT, 3, "10.0.0.10:80", None);
+    s.http(22 * MS, 3, "GET /m.corp/x/@v/list HTTP/1.1\r\nHost: proxy.corp\r\n\r\n", Some(200));
+    s.close(500 * MS, 3, "10.0.0.10:80", None);
+    let b = s.finish(600 * MS, 0);
+    assert_eq!(serious(&b), Vec::<&str>::new(), "{:#?}", b.findings);
+}

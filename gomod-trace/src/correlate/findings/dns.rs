@@ -1,6 +1,6 @@
 //! `dns_failure`, judged per name as Go judges it (failure 8): a name failed when
 //! none of its queries gave an address (NXDOMAIN, SERVFAIL, REFUSED, no answer,
-//! an empty answer for every type). A name that resolved is not a failure for a
+//! an empty answer for every type) and the build did not reach it all the same. A name that resolved is not a failure for a
 //! refused or empty AAAA beside a good A (many resolvers do that); only queries
 //! that went unanswered cost time (Go waits 5 s per try), and those are reported.
 use super::{address, covered_ns, seconds};
@@ -73,18 +73,22 @@ fn judge(build: &BuildState, group: &NameLookups) -> Option<Finding> {
     let mut outcomes: Vec<String> = spans.iter().filter_map(|s| lookups::unanswered(s)).collect();
     outcomes.sort_unstable();
     outcomes.dedup();
-    // Reached all the same (through an HTTP proxy, which resolves for the build)?
+    // Reached all the same (an answer the kernel did not see, /etc/hosts, an
+    // HTTP proxy that resolves for the build): then it did not fail.
     let reached = build.spans.iter().any(|s| {
-        s.kind == SpanKind::Connect
+        matches!(s.kind, SpanKind::Connect | SpanKind::Tls | SpanKind::Http)
             && s.outcome == Some(Outcome::Ok)
-            && s.host.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(name))
+            && s.host.as_deref().is_some_and(|h| lookups::same_lookup(h, name))
     });
+    if reached {
+        return None;
+    }
     let cost = covered_ns(spans.iter().map(|s| (s.start_ns, s.end_ns.unwrap_or(s.start_ns))).collect());
     let n = spans.len();
     let servers = servers(&spans);
     Some(Finding {
         kind: "dns_failure".into(),
-        severity: if reached { Severity::Warning } else { Severity::Error },
+        severity: Severity::Error,
         message: format!(
             "looking up {name} failed ({}) at DNS server {servers}; {n} attempt{}, {} lost",
             outcomes.join(", "),
