@@ -1,6 +1,6 @@
 //! Kernel records to events, for every command that traces live (`run`, the
 //! daemon): each ring-buffer record is decoded once; a build's Go configuration
-//! files are read when its environment arrives, while the build still runs (the
+//! files and its main module's go.mod are read when its environment arrives, while the build still runs (the
 //! stream then holds what was read, so replays need no files); a rise of the
 //! kernel's lost counter, or a record that cannot be decoded, becomes a `Lost`
 //! event at that point of the stream.
@@ -32,8 +32,13 @@ impl Capture {
                 self.last_ts = self.last_ts.max(event.ts_ns());
                 let files = match &event {
                     Event::Environment { at, build, executable, vars, .. } => {
-                        let (goenv_file, goroot_go_env) = goenv::read_files(vars, executable, &build_root(*build));
-                        Some(Event::ConfigFiles { at: *at, build: *build, goenv_file, goroot_go_env })
+                        let root = build_root(*build);
+                        let (goenv_file, goroot_go_env) = goenv::read_files(vars, executable, &root);
+                        // The directory the build runs in, as it sees it.
+                        let go_mod = std::fs::read_link(format!("/proc/{build}/cwd"))
+                            .ok()
+                            .and_then(|cwd| goenv::read_go_mod(&cwd, &root));
+                        Some(Event::ConfigFiles { at: *at, build: *build, goenv_file, goroot_go_env, go_mod })
                     }
                     _ => None,
                 };

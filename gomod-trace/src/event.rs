@@ -9,7 +9,7 @@ use std::{
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::goenv::ConfigFile;
+use crate::goenv::{ConfigFile, GoModFile};
 
 /// Where and when the kernel raised an event.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,6 +167,9 @@ pub enum Event {
         build: u32,
         goenv_file: Option<ConfigFile>,
         goroot_go_env: Option<ConfigFile>,
+        /// The main module's go.mod (absent in older recordings).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        go_mod: Option<GoModFile>,
     },
     /// A build process created, wrote, renamed or removed a file.
     File {

@@ -310,6 +310,80 @@ pub fn url_host(url: &str) -> Option<(String, Option<u16>)> {
     }
 }
 
+/// The module paths a go.mod names: its `require`d modules and the module
+/// paths `replace` points at (a local directory is not one). Comments, quotes
+/// and versions are dropped; anything else is ignored.
+pub fn go_mod_modules(text: &str) -> Vec<String> {
+    let mut modules: Vec<String> = Vec::new();
+    let mut block: Option<&str> = None;
+    for line in text.lines() {
+        let line = line.split("//").next().unwrap_or("").trim();
+        let (verb, rest) = match block {
+            Some(verb) if line == ")" => {
+                let _ = verb;
+                block = None;
+                continue;
+            }
+            Some(verb) => (verb, line),
+            None => {
+                let (verb, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+                if rest.trim() == "(" {
+                    block = Some(verb);
+                    continue;
+                }
+                (verb, rest.trim())
+            }
+        };
+        let path = match verb {
+            "require" => rest.split_whitespace().next(),
+            "replace" => rest.split_once("=>").and_then(|(_, to)| to.split_whitespace().next()),
+            _ => None,
+        };
+        if let Some(path) = path.map(|p| p.trim_matches('"'))
+            && !path.is_empty()
+            && !path.starts_with(['.', '/'])
+            && !modules.iter().any(|m| m == path)
+        {
+            modules.push(path.to_string());
+        }
+    }
+    modules
+}
+
+/// The main module's go.mod as read for a build: where, and the module paths it
+/// names (their first elements are the hosts a direct fetch would contact).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoModFile {
+    pub path: String,
+    pub modules: Vec<String>,
+}
+
+/// The go.mod cmd/go uses for a build started in `cwd` (as the build sees it):
+/// the first one found walking up, read under `fs_root` (see [`read_files`]).
+pub fn read_go_mod(cwd: &Path, fs_root: &Path) -> Option<GoModFile> {
+    let mut dir = clean(cwd);
+    for _ in 0..64 {
+        let path = dir.join("go.mod");
+        if let Ok(text) = std::fs::read_to_string(under(fs_root, &path)) {
+            return Some(GoModFile { path: path.display().to_string(), modules: go_mod_modules(&text) });
+        }
+        if !dir.pop() {
+            break;
+        }
+    }
+    None
+}
+
+/// Could a GONOPROXY/GOPRIVATE pattern list cover modules whose path starts with
+/// `host`? (Only the first path element of each pattern can be checked.)
+pub fn patterns_may_cover_host(patterns: &str, host: &str) -> bool {
+    patterns
+        .split(',')
+        .filter_map(|p| p.trim().split('/').next())
+        .filter(|first| !first.is_empty())
+        .any(|first| match_prefix_patterns(first, host))
+}
+
 /// The hosts a build's configuration gives a role to.
 #[derive(Debug, Default, Clone)]
 pub struct Destinations {
@@ -444,6 +518,26 @@ mod tests {
         assert!(!match_prefix_patterns("github.com/acme/*", "github.com/other/tool"));
         assert!(match_prefix_patterns("*", "anything/at/all"));
         assert!(!match_prefix_patterns("", "x"));
+    }
+
+    #[test]
+    fn go_mod_names_required_and_replacing_modules() {
+        let text = "module example.com/app\n\ngo 1.21\n\nrequire (\n\tgone.lab.test/x v1.0.0 // indirect\n\t\"go.uber.org/zap\" v1.27.0\n)\nrequire github.com/a/b v0.1.0\nreplace github.com/a/b => corp.example/fork/b v0.1.1\nreplace example.com/c => ../c\nexclude example.com/d v1.0.0\n";
+        assert_eq!(
+            go_mod_modules(text),
+            ["gone.lab.test/x", "go.uber.org/zap", "github.com/a/b", "corp.example/fork/b"]
+        );
+        assert!(go_mod_modules("garbage (\n").is_empty());
+    }
+
+    #[test]
+    fn go_mod_is_found_walking_up_inside_the_builds_root() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("src/app/cmd/tool")).unwrap();
+        std::fs::write(root.path().join("src/app/go.mod"), "module x\nrequire a.example/m v1.0.0\n").unwrap();
+        let found = read_go_mod(Path::new("/src/app/cmd/tool"), root.path()).expect("found above");
+        assert_eq!((found.path.as_str(), found.modules.as_slice()), ("/src/app/go.mod", &["a.example/m".to_string()][..]));
+        assert!(read_go_mod(Path::new("/"), root.path()).is_none());
     }
 
     #[test]

@@ -90,6 +90,8 @@ pub struct EndpointTable {
     /// May cmd/go fetch directly from version control (GOPROXY lists `direct`, or
     /// GONOPROXY/GOPRIVATE send some modules there)?
     pub direct_possible: bool,
+    /// GONOPROXY, or GOPRIVATE when it is unset: modules fetched directly.
+    pub noproxy: String,
 }
 
 /// Host, port and path of a URL, with the scheme's default port.
@@ -134,9 +136,9 @@ impl EndpointTable {
                 endpoints.push(Endpoint { host, port, path, url, source: Source::HttpProxy { variable } });
             }
         }
-        let private = |name: &str| !get(name).is_empty() || !get("GOPRIVATE").is_empty();
-        let direct_possible = proxies.contains(&ProxyEntry::Direct) || private("GONOPROXY");
-        EndpointTable { endpoints, proxies, direct_possible }
+        let noproxy = if get("GONOPROXY").is_empty() { get("GOPRIVATE") } else { get("GONOPROXY") }.to_string();
+        let direct_possible = proxies.contains(&ProxyEntry::Direct) || !noproxy.is_empty();
+        EndpointTable { endpoints, proxies, direct_possible, noproxy }
     }
 
     /// The endpoints a peer is: by its address, or by the names it is known by
@@ -184,6 +186,22 @@ impl EndpointTable {
                 path == p || path.starts_with(&format!("{p}/"))
             })
             .max_by_key(|&i| self.endpoints[i].path.len())
+    }
+
+    /// Is a peer that no entry names, which cmd/go itself contacts, a direct
+    /// fetch's? Only when going direct is possible and the peer is where a direct
+    /// fetch goes: GOPROXY is `direct` alone, or the host is a module path's (the
+    /// `?go-get=1` discovery), or GONOPROXY/GOPRIVATE may send its modules there.
+    /// A host a proxy redirects to (a CDN, object storage) is none of these.
+    pub fn is_direct_host(&self, host: Option<&str>, module_hosts: &std::collections::HashSet<String>) -> bool {
+        if !self.direct_possible {
+            return false;
+        }
+        if self.proxies == [ProxyEntry::Direct] {
+            return true;
+        }
+        let Some(host) = host.map(|h| h.trim_end_matches('.').to_ascii_lowercase()) else { return false };
+        module_hosts.contains(&host) || goenv::patterns_may_cover_host(&self.noproxy, &host)
     }
 
     /// The role of a set of matching endpoints: the first one's (a table never

@@ -84,9 +84,12 @@ impl Correlator {
                     b.set_environment(vars.clone(), executable.clone(), *truncated);
                 }
             }
-            Event::ConfigFiles { build, goenv_file, goroot_go_env, .. } => {
+            Event::ConfigFiles { build, goenv_file, goroot_go_env, go_mod, .. } => {
                 if let Some(b) = self.running.get(build).and_then(|b| self.builds.get_mut(b)) {
                     b.set_config_files(goenv_file.as_ref(), goroot_go_env.as_ref());
+                    if let Some(go_mod) = go_mod {
+                        b.required = go_mod.modules.clone();
+                    }
                 }
             }
             Event::File { at, pid, build, op, path, to } => {
@@ -312,6 +315,12 @@ impl Correlator {
                 rendered
             })
             .collect()
+    }
+
+    /// The sockets of running builds that carry an open transfer: those whose
+    /// counters the daemon reads from the kernel (see `Event::Progress`).
+    pub fn open_transfers(&self) -> Vec<u64> {
+        self.sockets.iter().filter(|(_, s)| s.transfer_open()).map(|(&cookie, _)| cookie).collect()
     }
 
     /// How many builds are open (started, not yet rendered).

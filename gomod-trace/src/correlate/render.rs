@@ -2,7 +2,7 @@
 //! endpoint table, module outcomes, what is still open closed as unfinished, the
 //! findings, and the contract's JSON shape. State is read here, never changed by
 //! the rules.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
@@ -21,16 +21,27 @@ struct ProcessInfo<'a> {
     telemetry: bool,
 }
 
-/// The role of a peer that no configuration entry names: version control when
-/// cmd/go (or a VCS command it ran) talks to it while direct fetches are
-/// possible, otherwise something else.
-fn unnamed_role(table: &EndpointTable, process: Option<&ProcessInfo>, root_comm: Option<&str>) -> Role {
-    let Some(process) = process else { return Role::Other };
-    if is_vcs_command(process.comm) {
-        return Role::Vcs;
+/// Who a build is: what its processes are, and the hosts of the modules it
+/// wants.
+struct Context<'a> {
+    table: &'a EndpointTable,
+    processes: HashMap<u32, ProcessInfo<'a>>,
+    root_comm: Option<&'a str>,
+    module_hosts: HashSet<String>,
+}
+
+impl Context<'_> {
+    /// The role of a peer (`host`) that no configuration entry names: version
+    /// control when a VCS command cmd/go ran talks to it, or cmd/go itself does
+    /// and it is where a direct fetch goes; otherwise something else.
+    fn unnamed_role(&self, pid: u32, host: Option<&str>) -> Role {
+        let Some(process) = self.processes.get(&pid) else { return Role::Other };
+        if is_vcs_command(process.comm) {
+            return Role::Vcs;
+        }
+        let cmd_go = self.root_comm.is_some_and(|root| root == process.comm) && !process.telemetry;
+        if cmd_go && self.table.is_direct_host(host, &self.module_hosts) { Role::Vcs } else { Role::Other }
     }
-    let cmd_go = root_comm.is_some_and(|root| root == process.comm) && !process.telemetry;
-    if cmd_go && table.direct_possible { Role::Vcs } else { Role::Other }
 }
 
 /// `host:port` of a CONNECT target.
@@ -45,7 +56,8 @@ struct Roles {
     target: Option<(Role, Vec<usize>)>,
 }
 
-fn peer_roles(table: &EndpointTable, peer: &Peer, process: Option<&ProcessInfo>, root_comm: Option<&str>) -> Roles {
+fn peer_roles(cx: &Context, peer: &Peer) -> Roles {
+    let table = cx.table;
     if peer.remote.port() == 53 {
         return Roles { role: Role::Dns, endpoints: Vec::new(), target: None };
     }
@@ -57,7 +69,7 @@ fn peer_roles(table: &EndpointTable, peer: &Peer, process: Option<&ProcessInfo>,
     });
     let names: Vec<&str> = own.flatten().or(peer.name.as_deref()).into_iter().collect();
     let endpoints = table.lookup(Some(peer.remote.ip()), &names, peer.remote.port());
-    let role = table.role_of(&endpoints).unwrap_or_else(|| unnamed_role(table, process, root_comm));
+    let role = table.role_of(&endpoints).unwrap_or_else(|| cx.unnamed_role(peer.pid, names.first().copied()));
     let target = peer.tunnel.as_deref().and_then(split_target).map(|(host, port)| {
         let addr = match Host::parse(host) {
             Host::Addr(a) => Some(a),
@@ -66,7 +78,7 @@ fn peer_roles(table: &EndpointTable, peer: &Peer, process: Option<&ProcessInfo>,
         let mut names = vec![host];
         names.extend(peer.sni.as_deref());
         let endpoints = table.lookup(addr, &names, port);
-        let role = table.role_of(&endpoints).unwrap_or_else(|| unnamed_role(table, process, root_comm));
+        let role = table.role_of(&endpoints).unwrap_or_else(|| cx.unnamed_role(peer.pid, Some(host)));
         (role, endpoints)
     });
     Roles { role, endpoints, target }
@@ -102,11 +114,8 @@ fn assign_roles(build: &mut BuildState, table: &EndpointTable) {
         })
         .collect();
     let root_comm = processes.get(&build.root).map(|p| p.comm);
-    let decided: Vec<(Vec<usize>, Roles)> = build
-        .peers
-        .iter()
-        .map(|peer| (peer.spans.clone(), peer_roles(table, peer, processes.get(&peer.pid), root_comm)))
-        .collect();
+    let cx = Context { table, root_comm, processes, module_hosts: build.module_hosts() };
+    let decided: Vec<(Vec<usize>, Roles)> = build.peers.iter().map(|peer| (peer.spans.clone(), peer_roles(&cx, peer))).collect();
     for (spans, roles) in decided {
         for span in spans {
             let s = &mut build.spans[span];

@@ -112,6 +112,8 @@ pub struct BuildState {
     environment: BTreeMap<String, String>,
     pub(super) environment_truncated: bool,
     pub config: BTreeMap<String, ConfigValue>,
+    /// Module paths the main module's go.mod names.
+    pub required: Vec<String>,
     /// Module fetches by (module, version) → span index.
     modules: HashMap<(String, String), usize>,
     /// When the build worked in the module cache's VCS area (direct fetches).
@@ -143,6 +145,7 @@ impl BuildState {
             environment: BTreeMap::new(),
             environment_truncated: false,
             config: BTreeMap::new(),
+            required: Vec::new(),
             modules: HashMap::new(),
             vcs_activity: Vec::new(),
             zip_phase: HashMap::new(),
@@ -262,6 +265,22 @@ impl BuildState {
                 None => {}
             }
         }
+    }
+
+    /// The hosts of the modules this build is known to want: its go.mod's, those
+    /// it wrote to the module cache, and module paths on the root's command line
+    /// (`go get example.com/m@v1`). A direct fetch goes to these hosts first.
+    pub fn module_hosts(&self) -> std::collections::HashSet<String> {
+        let argv = self.command.iter().skip(1).filter(|a| !a.starts_with('-')).map(|a| a.split('@').next().unwrap_or(a));
+        self.required
+            .iter()
+            .map(String::as_str)
+            .chain(self.modules.keys().map(|(m, _)| m.as_str()))
+            .chain(argv)
+            .filter_map(|m| m.split('/').next())
+            .filter(|host| host.contains('.'))
+            .map(str::to_ascii_lowercase)
+            .collect()
     }
 
     /// Repository URLs in the command lines of the build's VCS processes.
@@ -459,6 +478,11 @@ impl SocketState {
             socket.connect = Some(socket.span(b, SpanKind::Connect, ts));
         }
         socket
+    }
+
+    /// Is the socket connected and not yet closed?
+    pub fn transfer_open(&self) -> bool {
+        self.transfer.is_some()
     }
 
     /// The span of this socket's TCP connect.

@@ -46,6 +46,14 @@ impl Stream {
         s
     }
 
+    /// The main module's go.mod names these modules.
+    fn go_mod(mut self, modules: &[&str]) -> Stream {
+        let at = self.at(1);
+        let go_mod = crate::goenv::GoModFile { path: "/w/go.mod".into(), modules: modules.iter().map(|m| m.to_string()).collect() };
+        self.events.push(Event::ConfigFiles { at, build: ROOT, goenv_file: None, goroot_go_env: None, go_mod: Some(go_mod) });
+        self
+    }
+
     fn at(&mut self, ts_ns: u64) -> At {
         self.seq += 1;
         At { ts_ns, cpu: 0, seq: self.seq }
@@ -292,7 +300,7 @@ fn two_entries_on_one_host_fall_through_by_path_and_never_by_name() {
 
 #[test]
 fn a_direct_fetch_that_dies_at_discovery_is_a_fallback_without_git() {
-    let mut s = Stream::new(&[("GOPROXY", "http://p.corp,direct")]);
+    let mut s = Stream::new(&[("GOPROXY", "http://p.corp,direct")]).go_mod(&["gone.corp/x"]);
     let plain = "10.0.0.10:80";
     s.dns(5 * MS, 9, NS, "p.corp", TYPE::A, Some((RCODE::NoError, &["10.0.0.10"])));
     s.tcp(10 * MS, ROOT, 1, plain, None);
@@ -310,10 +318,35 @@ fn a_direct_fetch_that_dies_at_discovery_is_a_fallback_without_git() {
     assert!(f.message.contains("gone.corp") && f.message.contains("404") && f.message.contains("no VCS command ran"), "{}", f.message);
 
     // Without `direct` in GOPROXY the same contact is no fetch of cmd/go's.
-    let mut s = Stream::new(&[("GOPROXY", "http://p.corp")]);
+    let mut s = Stream::new(&[("GOPROXY", "http://p.corp")]).go_mod(&["gone.corp/x"]);
+    s.dns(40 * MS, 8, NS, "gone.corp", TYPE::A, Some((RCODE::NoError, &["10.0.0.20"])));
     s.tcp(50 * MS, ROOT, 2, "10.0.0.20:443", None);
     let b = s.finish(100 * MS, 0);
     assert_eq!(spans_of(&b, SpanKind::Connect)[0].role, Role::Other);
+}
+
+#[test]
+fn a_host_a_proxy_redirects_to_is_no_direct_fetch() {
+    // A proxy in redirect mode (Athens, Artifactory with object storage): cmd/go
+    // follows it to a host no entry names and no module path has.
+    let mut s = Stream::new(&[("GOPROXY", "https://athens.corp,direct"), ("GOPRIVATE", "*.corp")]).go_mod(&["github.com/a/b"]);
+    s.dns(5 * MS, 9, NS, "athens.corp", TYPE::A, Some((RCODE::NoError, &["10.0.0.10"])));
+    s.tcp(10 * MS, ROOT, 1, PROXY, None);
+    s.close(30 * MS, 1, PROXY, None);
+    s.dns(40 * MS, 8, NS, "storage.cdn.example", TYPE::A, Some((RCODE::NoError, &["10.0.0.40"])));
+    s.tcp(50 * MS, ROOT, 2, "10.0.0.40:443", None);
+    s.close(90 * MS, 2, "10.0.0.40:443", None);
+    s.file(60 * MS, crate::event::FileOp::Rename, "/m/cache/download/github.com/a/b/@v/v1.0.0.zip1.tmp", Some("/m/cache/download/github.com/a/b/@v/v1.0.0.zip"));
+    let b = s.finish(100 * MS, 0);
+    let redirected = spans_of(&b, SpanKind::Connect).into_iter().find(|c| c.port == Some(443) && c.host.as_deref() == Some("storage.cdn.example")).unwrap();
+    assert_eq!(redirected.role, Role::Other);
+    assert_eq!(serious(&b), Vec::<&str>::new(), "{:#?}", b.findings);
+    // The module's own host would be where a direct fetch goes.
+    let mut s = Stream::new(&[("GOPROXY", "https://athens.corp,direct")]).go_mod(&["github.com/a/b"]);
+    s.dns(40 * MS, 8, NS, "github.com", TYPE::A, Some((RCODE::NoError, &["10.0.0.41"])));
+    s.tcp(50 * MS, ROOT, 2, "10.0.0.41:443", None);
+    let b = s.finish(100 * MS, 0);
+    assert_eq!(spans_of(&b, SpanKind::Connect)[0].role, Role::Vcs);
 }
 
 #[test]

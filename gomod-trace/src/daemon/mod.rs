@@ -77,6 +77,9 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// The builds still running, as they stood at the last look.
     pub running: Mutex<Vec<Build>>,
+    /// The sockets whose counters the reader reads (open transfers of running
+    /// builds), as the correlator last saw them.
+    pub watched: Mutex<Vec<u64>>,
 }
 
 fn monotonic_ns() -> u64 {
@@ -134,6 +137,7 @@ async fn serve(config: DaemonConfig) -> Result<(), String> {
         metrics: Mutex::new(Metrics::new()),
         ready: AtomicBool::new(false),
         running: Mutex::new(Vec::new()),
+        watched: Mutex::new(Vec::new()),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let (events_tx, events_rx) = mpsc::channel::<Vec<Event>>(QUEUE_BATCHES);
@@ -209,19 +213,22 @@ async fn read(
                 metrics.ring_fill.set(peak_fill.max(fill.ratio()));
                 peak_fill = 0.0;
             }
-            _ = live.tick() => match probe.socket_counters() {
-                Ok(sockets) => {
-                    let ts_ns = monotonic_ns();
-                    for (cookie, entry) in &sockets {
-                        let counters = crate::decode::counters(entry);
-                        if progress.changed(*cookie, &counters) {
-                            batch.push(Event::Progress { ts_ns, cookie: *cookie, counters });
+            _ = live.tick() => {
+                let cookies = shared.watched.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                match probe.socket_counters(&cookies) {
+                    Ok(sockets) => {
+                        let ts_ns = monotonic_ns();
+                        for (cookie, entry) in &sockets {
+                            let counters = crate::decode::counters(entry);
+                            if progress.changed(*cookie, &counters) {
+                                batch.push(Event::Progress { ts_ns, cookie: *cookie, counters });
+                            }
                         }
+                        progress.forget_others(&sockets);
                     }
-                    progress.forget_others(&sockets);
+                    Err(e) => tracing::warn!("cannot read the socket counters: {e}"),
                 }
-                Err(e) => tracing::warn!("cannot read the socket counters: {e}"),
-            },
+            }
             _ = stop.changed() => break,
         }
         if let Ok(lost) = probe.lost() {
@@ -254,8 +261,7 @@ async fn read(
 
 /// Which socket readings are worth an event: the first, one whose counters
 /// moved, and a repeat every so often (the correlator keeps the latest, and
-/// measures a silence to its own `now`). UDP sockets stay in the kernel's map
-/// until it is full; their unchanging counters are not sent again and again.
+/// measures a silence to its own `now`; a repeat keeps a hanging build alive).
 #[derive(Default)]
 struct ProgressFilter {
     /// Cookie → (bytes sent, bytes received, polls since last sent).
@@ -330,6 +336,7 @@ async fn correlate(
                 shared.metrics.lock().unwrap_or_else(|p| p.into_inner()).open_builds.set(correlator.open_builds() as i64);
             }
             _ = live.tick() => {
+                *shared.watched.lock().unwrap_or_else(|p| p.into_inner()) = correlator.open_transfers();
                 let running = correlator.running(monotonic_ns().saturating_sub(REORDER_NS));
                 let stalled = stalled_connections(&running);
                 shared.metrics.lock().unwrap_or_else(|p| p.into_inner()).stalled_connections.set(stalled as i64);

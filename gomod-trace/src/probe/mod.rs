@@ -245,13 +245,13 @@ impl Probe {
             .collect()
     }
 
-    /// The counters of every socket the programs track, by cookie, as they are now.
-    pub fn socket_counters(&self) -> Result<Vec<(u64, gomod_trace_ebpf::SocketEntry)>, ProbeError> {
+    /// The counters of these tracked sockets as they are now (one map lookup
+    /// each; a socket that closed meanwhile is left out).
+    pub fn socket_counters(&self, cookies: &[u64]) -> Result<Vec<(u64, gomod_trace_ebpf::SocketEntry)>, ProbeError> {
         let map = self.ebpf.map("SOCKETS").ok_or(ProbeError::Map("SOCKETS"))?;
         let sockets = aya::maps::HashMap::<_, u64, gomod_trace_ebpf::SocketEntry>::try_from(map)
             .map_err(|_| ProbeError::Map("SOCKETS"))?;
-        // An entry removed while the map is walked is skipped, not an error.
-        Ok(sockets.iter().filter_map(Result::ok).collect())
+        Ok(cookies.iter().filter_map(|&c| Some((c, sockets.get(&c, 0).ok()?))).collect())
     }
 
     /// Records the kernel could not reserve space for, summed over CPUs.

@@ -126,16 +126,6 @@ fn is_sumdb_request(span: &SpanState) -> bool {
     str_attr(span, "target").is_some_and(|t| t.contains("/sumdb/"))
 }
 
-/// Could a GONOPROXY/GOPRIVATE pattern cover modules whose path starts with
-/// `host`? (Only the first path element of each pattern can be checked.)
-fn may_cover_host(patterns: &str, host: &str) -> bool {
-    patterns
-        .split(',')
-        .filter_map(|p| p.trim().split('/').next())
-        .filter(|first| !first.is_empty())
-        .any(|first| goenv::match_prefix_patterns(first, host))
-}
-
 impl<'a> Fetch<'a> {
     fn new(build: &'a BuildState, table: &'a EndpointTable, settings: &'a Settings) -> Fetch<'a> {
         let private = config(build, "GOPRIVATE");
@@ -370,7 +360,7 @@ impl<'a> Fetch<'a> {
             if discovery.is_empty() { &connects } else { &discovery }.iter().filter_map(|s| host_of(s)).collect();
         hosts.sort();
         hosts.dedup();
-        if modules.is_empty() && !self.noproxy.is_empty() && hosts.iter().all(|h| may_cover_host(&self.noproxy, h)) {
+        if modules.is_empty() && !self.noproxy.is_empty() && hosts.iter().all(|h| goenv::patterns_may_cover_host(&self.noproxy, h)) {
             return None;
         }
         let (answer, mut evidence) = self.proxy_answer(entry, any_error);
