@@ -384,39 +384,6 @@ pub fn patterns_may_cover_host(patterns: &str, host: &str) -> bool {
         .any(|first| match_prefix_patterns(first, host))
 }
 
-/// The hosts a build's configuration gives a role to.
-#[derive(Debug, Default, Clone)]
-pub struct Destinations {
-    pub proxies: Vec<String>,
-    pub sumdb: Vec<String>,
-    pub http_proxies: Vec<String>,
-}
-
-impl Destinations {
-    pub fn from_config(config: &BTreeMap<String, ConfigValue>) -> Destinations {
-        let get = |name: &str| config.get(name).map(|v| v.value.as_str()).unwrap_or_default();
-        let mut d = Destinations::default();
-        for entry in proxy_list(get("GOPROXY")) {
-            if let ProxyEntry::Url { url, .. } = entry
-                && let Some((host, _)) = url_host(&url)
-            {
-                d.proxies.push(host);
-            }
-        }
-        if let SumDb::On { url, .. } = sumdb(get("GOSUMDB"))
-            && let Some((host, _)) = url_host(&url)
-        {
-            d.sumdb.push(host);
-        }
-        for name in ["HTTPS_PROXY", "HTTP_PROXY"] {
-            if let Some((host, _)) = url_host(get(name)) {
-                d.http_proxies.push(host);
-            }
-        }
-        d
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,8 +11,7 @@ use prometheus_client::{
 
 use crate::{
     event::LossReason,
-    goenv::Destinations,
-    timeline::{Build, FINDING_KINDS, Outcome, SpanKind},
+    timeline::{Build, FINDING_KINDS, Outcome, Role, Span, SpanKind},
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -211,15 +210,15 @@ impl Metrics {
         self.program_totals.insert(program.into(), (runs, run_time_s));
     }
 
-    /// The `host` label of a connect: the host when the build's GOPROXY or GOSUMDB
-    /// names it (and it is a name, not an address), else empty.
-    fn host_label(&mut self, host: Option<&str>, named: &Destinations) -> String {
-        let Some(host) = host.filter(|h| h.parse::<std::net::IpAddr>().is_err()) else {
+    /// The `host` label of a connect: its host when it is a GOPROXY entry or the
+    /// checksum database of the build's configuration (the span's role and
+    /// `entry`, from the endpoint table) and a name, not an address; else empty.
+    fn host_label(&mut self, span: &Span) -> String {
+        let configured = matches!(span.role, Role::Proxy | Role::Sumdb)
+            && (span.attrs.contains_key("entry") || span.attrs.contains_key("entry_candidates"));
+        let Some(host) = span.host.as_deref().filter(|h| configured && h.parse::<std::net::IpAddr>().is_err()) else {
             return String::new();
         };
-        if !named.proxies.iter().chain(&named.sumdb).any(|n| n.eq_ignore_ascii_case(host)) {
-            return String::new();
-        }
         let host = host.to_ascii_lowercase();
         if self.host_labels.contains(&host) || self.host_labels.len() < MAX_HOST_LABELS {
             self.host_labels.insert(host.clone());
@@ -231,7 +230,6 @@ impl Metrics {
 
     /// Accounts one finished build.
     pub fn observe(&mut self, build: &Build) {
-        let named = Destinations::from_config(&build.config);
         let outcome = match (build.complete, build.exit_code) {
             (false, _) => "incomplete",
             (true, Some(0)) => "ok",
@@ -257,7 +255,7 @@ impl Metrics {
                     }
                 }
                 SpanKind::Connect => {
-                    let host = self.host_label(span.host.as_deref(), &named);
+                    let host = self.host_label(span);
                     self.connects.get_or_create(&ConnectLabels { role: role.clone(), host, outcome }).inc();
                     self.connect_latency.get_or_create(&RoleLabels { role }).observe(seconds);
                 }
@@ -328,20 +326,36 @@ mod tests {
     #[test]
     fn host_labels_only_for_hosts_the_configuration_names_and_bounded() {
         let mut metrics = Metrics::new();
-        let named = Destinations {
-            proxies: vec!["Proxy.Example".into(), "10.0.0.1".into()],
-            sumdb: vec!["sum.example".into()],
-            http_proxies: vec!["webproxy.example".into()],
+        let span = |role: Role, host: Option<&str>, entry: bool| Span {
+            id: 1,
+            parent: None,
+            kind: SpanKind::Connect,
+            start: String::new(),
+            end: None,
+            duration_ms: None,
+            pid: 1,
+            role,
+            host: host.map(str::to_string),
+            addr: None,
+            port: Some(443),
+            outcome: None,
+            attrs: if entry { [("entry".to_string(), "GOPROXY[1] https://x".into())].into() } else { Default::default() },
         };
-        assert_eq!(metrics.host_label(Some("proxy.example"), &named), "proxy.example");
-        assert_eq!(metrics.host_label(Some("sum.example"), &named), "sum.example");
-        for unnamed in [Some("webproxy.example"), Some("elsewhere.example"), Some("10.0.0.1"), None] {
-            assert_eq!(metrics.host_label(unnamed, &named), "", "{unnamed:?}");
+        assert_eq!(metrics.host_label(&span(Role::Proxy, Some("Proxy.Example"), true)), "proxy.example");
+        assert_eq!(metrics.host_label(&span(Role::Sumdb, Some("sum.example"), true)), "sum.example");
+        for unnamed in [
+            span(Role::HttpsProxy, Some("webproxy.example"), true),
+            span(Role::Other, Some("elsewhere.example"), false),
+            span(Role::Proxy, Some("10.0.0.1"), true),
+            span(Role::Proxy, None, true),
+            span(Role::Vcs, Some("git.example"), false),
+        ] {
+            assert_eq!(metrics.host_label(&unnamed), "", "{unnamed:?}");
         }
         // Past the limit, new hosts share one value; those already out keep theirs.
-        let many = Destinations { proxies: (0..40).map(|i| format!("p{i}.example")).collect(), ..Default::default() };
-        let labels: Vec<String> = (0..40).map(|i| metrics.host_label(Some(&format!("p{i}.example")), &many)).collect();
+        let labels: Vec<String> =
+            (0..40).map(|i| metrics.host_label(&span(Role::Proxy, Some(&format!("p{i}.example")), true))).collect();
         assert_eq!(labels.iter().filter(|l| *l == "other").count(), 40 - (MAX_HOST_LABELS - 2));
-        assert_eq!(metrics.host_label(Some("sum.example"), &named), "sum.example");
+        assert_eq!(metrics.host_label(&span(Role::Sumdb, Some("sum.example"), true)), "sum.example");
     }
 }
