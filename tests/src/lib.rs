@@ -692,3 +692,21 @@ pub fn serious_findings(build: &Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Kinds of the error and warning findings of the run's one build, sorted and
+/// without repeats: what a scenario asserts exactly.
+pub fn serious_kinds(run: &TracedRun) -> Vec<String> {
+    let build = only_build(&run.timeline);
+    let mut kinds: Vec<String> = build["findings"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .filter(|f| f["severity"] == "error" || f["severity"] == "warning")
+                .map(|f| f["kind"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    kinds.sort();
+    kinds.dedup();
+    kinds
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use gomod_trace_lab::{
     DUAL_STACK_NAME, GO_TOOLCHAINS, Lab, MODULES, PRIVATE_MODULE, PROXY_AUTH, PROXY_NAME, SERVFAIL_NAME,
-    SILENT_NAME, SUMDB_NAME, TracedRun, lab_available, only_build, serious_findings, spans,
+    SILENT_NAME, SUMDB_NAME, TracedRun, lab_available, only_build, serious_findings, serious_kinds, spans,
 };
 use serde_json::Value;
 
@@ -37,23 +37,6 @@ fn finding<'a>(run: &'a TracedRun, kind: &str) -> &'a Value {
         .as_array()
         .and_then(|f| f.iter().find(|f| f["kind"] == kind))
         .unwrap_or_else(|| panic!("no {kind} finding:\n{}", run.waterfall()))
-}
-
-/// Kinds of the error and warning findings of the run's build, sorted.
-fn serious_kinds(run: &TracedRun) -> Vec<String> {
-    let build = only_build(&run.timeline);
-    let mut kinds: Vec<String> = build["findings"]
-        .as_array()
-        .map(|f| {
-            f.iter()
-                .filter(|f| f["severity"] == "error" || f["severity"] == "warning")
-                .map(|f| f["kind"].as_str().unwrap_or("").to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    kinds.sort();
-    kinds.dedup();
-    kinds
 }
 
 /// Connect spans to `host`, which must exist and all have `role`.

@@ -11,7 +11,7 @@ use std::{process::Command, time::Duration};
 
 use gomod_trace_lab::{
     EMPTY_AAAA_RESOLVER, GO_TOOLCHAINS, GONE_MODULE, GONE_NAME, H1_PROXY_NAME, Lab, PROXY_ALT_PORT, PROXY_NAME,
-    REFUSE_AAAA_RESOLVER, SILENT_RESOLVER, SUMDB_NAME, TracedRun, lab_available, only_build, spans,
+    REFUSE_AAAA_RESOLVER, SILENT_RESOLVER, SUMDB_NAME, TracedRun, lab_available, only_build, serious_kinds, spans,
 };
 use serde_json::Value;
 
@@ -33,23 +33,6 @@ fn with_each_go(test: &str, mut scenario: impl FnMut(&mut Lab, &str)) {
         lab.default_resolvers();
         eprintln!("matrix: {test} go{go} right");
     }
-}
-
-/// Kinds of the error and warning findings of the run's build, sorted.
-fn serious_kinds(run: &TracedRun) -> Vec<String> {
-    let build = only_build(&run.timeline);
-    let mut kinds: Vec<String> = build["findings"]
-        .as_array()
-        .map(|f| {
-            f.iter()
-                .filter(|f| f["severity"] == "error" || f["severity"] == "warning")
-                .map(|f| f["kind"].as_str().unwrap_or("").to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    kinds.sort();
-    kinds.dedup();
-    kinds
 }
 
 /// Asserts the exact set of error and warning finding kinds, with the waterfall
