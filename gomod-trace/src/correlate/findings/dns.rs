@@ -54,7 +54,7 @@ fn judge(build: &BuildState, group: &NameLookups) -> Option<Finding> {
             kind: "dns_failure".into(),
             severity: Severity::Warning,
             message: format!(
-                "{} quer{} ({qtypes}) for {name} got no answer from {servers} (Go waits 5 s per try) before the name resolved through another query; {} lost",
+                "{} quer{} ({qtypes}) for {name} got no answer from {servers} (Go waits out each try: resolv.conf's timeout, 5 s by default) before the name resolved through another query; {} lost",
                 spans.len(),
                 if spans.len() == 1 { "y" } else { "ies" },
                 seconds(cost)
