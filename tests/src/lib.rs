@@ -710,3 +710,22 @@ pub fn serious_kinds(run: &TracedRun) -> Vec<String> {
     kinds.dedup();
     kinds
 }
+
+/// Runs a scenario in one lab with each of [`GO_TOOLCHAINS`]; the firewalls and
+/// resolvers go back to the lab's defaults after each. Skips (or, under CI=true,
+/// fails) when the lab cannot run here. Prints one `matrix:` line per toolchain
+/// the scenario passed on.
+pub fn with_each_go(test: &str, mut scenario: impl FnMut(&mut Lab, &str)) {
+    if !lab_available(test) {
+        return;
+    }
+    let mut lab = Lab::start();
+    for (go, dir) in GO_TOOLCHAINS {
+        lab.use_go(dir);
+        eprintln!("== {test} with Go {go}");
+        scenario(&mut lab, go);
+        lab.clear_firewalls();
+        lab.default_resolvers();
+        eprintln!("matrix: {test} go{go} right");
+    }
+}

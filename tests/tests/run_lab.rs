@@ -6,25 +6,11 @@
 use std::time::Duration;
 
 use gomod_trace_lab::{
-    DUAL_STACK_NAME, GO_TOOLCHAINS, Lab, MODULES, PRIVATE_MODULE, PROXY_AUTH, PROXY_NAME, SERVFAIL_NAME,
-    SILENT_NAME, SUMDB_NAME, TracedRun, lab_available, only_build, serious_findings, serious_kinds, spans,
+    with_each_go,
+    DUAL_STACK_NAME, MODULES, PRIVATE_MODULE, PROXY_AUTH, PROXY_NAME, SERVFAIL_NAME,
+    SILENT_NAME, SUMDB_NAME, TracedRun, only_build, serious_findings, serious_kinds, spans,
 };
 use serde_json::Value;
-
-/// Runs a scenario in one lab with each Go toolchain; skips (or, under CI=true,
-/// fails) when the lab cannot run here.
-fn with_each_go(test: &str, mut scenario: impl FnMut(&mut Lab, &str)) {
-    if !lab_available(test) {
-        return;
-    }
-    let mut lab = Lab::start();
-    for (go, dir) in GO_TOOLCHAINS {
-        lab.use_go(dir);
-        eprintln!("{test} with Go {go}");
-        scenario(&mut lab, go);
-        lab.clear_firewalls();
-    }
-}
 
 fn outcome(span: &Value) -> &str {
     span["outcome"].as_str().unwrap_or("")

@@ -10,30 +10,13 @@
 use std::{process::Command, time::Duration};
 
 use gomod_trace_lab::{
-    EMPTY_AAAA_RESOLVER, GO_TOOLCHAINS, GONE_MODULE, GONE_NAME, H1_PROXY_NAME, Lab, PROXY_ALT_PORT, PROXY_NAME,
-    REFUSE_AAAA_RESOLVER, SILENT_RESOLVER, SUMDB_NAME, TracedRun, lab_available, only_build, serious_kinds, spans,
+    with_each_go,
+    EMPTY_AAAA_RESOLVER, GONE_MODULE, GONE_NAME, H1_PROXY_NAME, Lab, PROXY_ALT_PORT, PROXY_NAME,
+    REFUSE_AAAA_RESOLVER, SILENT_RESOLVER, SUMDB_NAME, TracedRun, only_build, serious_kinds, spans,
 };
 use serde_json::Value;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Runs a scenario in one lab with each Go toolchain; the resolvers and firewalls
-/// go back to the lab's defaults after each. Prints one `matrix:` line per
-/// toolchain the scenario passed on.
-fn with_each_go(test: &str, mut scenario: impl FnMut(&mut Lab, &str)) {
-    if !lab_available(test) {
-        return;
-    }
-    let mut lab = Lab::start();
-    for (go, dir) in GO_TOOLCHAINS {
-        lab.use_go(dir);
-        eprintln!("== {test} with Go {go}");
-        scenario(&mut lab, go);
-        lab.clear_firewalls();
-        lab.default_resolvers();
-        eprintln!("matrix: {test} go{go} right");
-    }
-}
 
 /// Asserts the exact set of error and warning finding kinds, with the waterfall
 /// when it differs.
