@@ -144,6 +144,35 @@ fn assign_roles(build: &mut BuildState, table: &EndpointTable) {
     }
 }
 
+/// An unanswered query ends where Go gave up on it: when it asked the same
+/// question again (its next try, or the next nameserver), which comes sooner
+/// than 5 s under resolv.conf's `options timeout:N`.
+fn settle_unanswered_dns(build: &mut BuildState) {
+    let queries: Vec<(usize, u64, Option<String>, Option<String>)> = build
+        .spans
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.kind == SpanKind::Dns)
+        .map(|(i, s)| (i, s.start_ns, s.host.clone(), s.attrs.get("qtype").and_then(Value::as_str).map(str::to_string)))
+        .collect();
+    for &(index, start, ref host, ref qtype) in &queries {
+        let s = &build.spans[index];
+        if s.attrs.get("answered") != Some(&Value::Bool(false)) {
+            continue;
+        }
+        let retry = queries
+            .iter()
+            .filter(|(i, t, h, q)| *i != index && *t > start && h == host && q == qtype)
+            .map(|(_, t, _, _)| *t)
+            .min();
+        if let Some(retry) = retry.filter(|&t| s.end_ns.is_none_or(|end| t < end)) {
+            let s = &mut build.spans[index];
+            s.end_ns = Some(retry);
+            s.outcome = Some(Outcome::Timeout);
+        }
+    }
+}
+
 /// Notes on queries that gave no address for a name that resolved all the same
 /// (a refused or empty AAAA beside a good A, a search-list miss).
 fn note_dns(build: &mut BuildState) {
@@ -175,6 +204,7 @@ pub fn render(mut build: BuildState, anchor: (u64, i64), settings: &Settings) ->
             }
         }
     }
+    settle_unanswered_dns(&mut build);
     note_dns(&mut build);
     let wall = |ns: u64| timeline::rfc3339(i128::from(anchor.1) + i128::from(ns) - i128::from(anchor.0));
     let complete = build.lost == 0 && !build.started_late && !build.end_unseen;

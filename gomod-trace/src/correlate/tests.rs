@@ -543,3 +543,17 @@ fn a_name_the_build_reached_did_not_fail_to_resolve() {
     let b = s.finish(600 * MS, 0);
     assert_eq!(serious(&b), Vec::<&str>::new(), "{:#?}", b.findings);
 }
+
+#[test]
+fn an_unanswered_query_ends_at_its_retry() {
+    // resolv.conf's `options timeout:1`: Go asks again after 1 s, then gives up.
+    let mut s = Stream::new(&[("GOPROXY", "https://proxy.corp")]);
+    s.dns(10 * MS, 1, NS, "proxy.corp", TYPE::A, None);
+    s.dns(1010 * MS, 2, NS, "proxy.corp", TYPE::A, None);
+    let b = s.finish(2010 * MS, 1);
+    let dns = spans_of(&b, SpanKind::Dns);
+    assert_eq!((dns[0].outcome, dns[0].duration_ms), (Some(Outcome::Timeout), Some(1000.0)));
+    assert_eq!(dns[1].outcome, Some(Outcome::Aborted), "the build gave up with it");
+    let f = b.findings.iter().find(|f| f.kind == "dns_failure").expect("the name failed");
+    assert!((1_000.0..1_001.0).contains(&f.cost_ms), "{f:?}");
+}
