@@ -142,7 +142,7 @@ pub struct Finding {
 }
 
 /// Every finding kind of the contract (contract.md), in its order.
-pub const FINDING_KINDS: [&str; 18] = [
+pub const FINDING_KINDS: [&str; 19] = [
     "firewall_drop",
     "connect_refused",
     "host_unreachable",
@@ -161,6 +161,7 @@ pub const FINDING_KINDS: [&str; 18] = [
     "http_proxy_failure",
     "http_error",
     "incomplete_trace",
+    "transfer_reset",
 ];
 
 /// Nanoseconds since the Unix epoch as RFC 3339 with nanoseconds, UTC.

@@ -303,3 +303,35 @@ fn a_refused_aaaa_is_noted_and_a_dead_resolver_costs_its_wait() {
     assert_eq!(f.severity, Severity::Warning);
     assert!((4_500.0..6_000.0).contains(&f.cost_ms), "{f:?}");
 }
+
+/// Recordings from a lab built by someone else (its own dnsmasq with a
+/// Kubernetes-like search list, nginx proxies with a redirect to a CDN, squid,
+/// Python servers that stall or reset), Go 1.23: networks our lab did not
+/// imagine, with the exact error and warning findings each must give.
+#[test]
+fn recordings_from_another_lab_give_their_findings() {
+    for (fixture, expected) in [
+        ("outside_first_nameserver_refused", &[][..]),
+        ("outside_proxy_redirects_to_cdn", &[]),
+        ("outside_direct_git_refused", &["connect_refused", "fallback_to_direct"]),
+        ("outside_ip_literal_entry_refused", &["connect_refused", "proxy_fallthrough"]),
+        ("outside_search_list_refused_proxy", &["connect_refused"]),
+        ("outside_search_list_nxdomain", &["dns_failure"]),
+        ("outside_squid_denies_cdn", &["http_proxy_failure"]),
+        ("outside_squid_denies_sumdb", &["http_proxy_failure", "sumdb_unreachable"]),
+        ("outside_reset_mid_zip", &["transfer_reset"]),
+    ] {
+        let t = timeline(fixture);
+        let b = only_build(&t);
+        assert_eq!(serious_kinds(b), expected, "{fixture}: {:#?}", b.findings);
+    }
+    // A refused proxy entry is named as refused, not as something inside TLS.
+    let t = timeline("outside_ip_literal_entry_refused");
+    assert!(finding(only_build(&t), "proxy_fallthrough").message.contains("could not be reached (refused)"));
+    // The host a proxy redirects to is no version control host.
+    let t = timeline("outside_proxy_redirects_to_cdn");
+    assert!(only_build(&t).spans.iter().filter(|s| s.kind == SpanKind::Connect).all(|s| s.role != Role::Vcs));
+    // A failed build's refused tunnel is an error.
+    let t = timeline("outside_squid_denies_cdn");
+    assert_eq!(finding(only_build(&t), "http_proxy_failure").severity, Severity::Error);
+}

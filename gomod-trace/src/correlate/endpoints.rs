@@ -223,6 +223,20 @@ impl EndpointTable {
         })
     }
 
+    /// The host names of the configuration (not its address literals).
+    pub fn host_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .endpoints
+            .iter()
+            .filter_map(|e| match &e.host {
+                Host::Name(n) => Some(n.clone()),
+                Host::Addr(_) => None,
+            })
+            .collect();
+        names.dedup();
+        names
+    }
+
     /// The endpoints whose host `name` (a DNS name asked by the build) is.
     pub fn named(&self, name: &str) -> Vec<usize> {
         let host = Host::parse(name);

@@ -44,22 +44,45 @@ fn answers(span: &SpanState) -> Vec<IpAddr> {
         .unwrap_or_default()
 }
 
-/// The build's DNS queries grouped by name.
-pub fn by_name(spans: &[SpanState]) -> Vec<NameLookups> {
+/// The name a query asks for, before the resolver appended a search domain:
+/// a name the configuration gives (`known`) or the shortest name the build asked
+/// that it extends; else the query's own name. Several search domains
+/// (`n.ns.svc.cluster.local`, `n.svc.cluster.local`, …) so fall under `n`.
+fn base_name<'a>(query: &'a str, known: &'a [String], asked: &'a [&'a str]) -> &'a str {
+    let extends = |base: &str| {
+        query.len() > base.len() + 1
+            && query.as_bytes()[base.len()] == b'.'
+            && query[..base.len()].eq_ignore_ascii_case(base)
+    };
+    known
+        .iter()
+        .map(String::as_str)
+        .chain(asked.iter().copied())
+        .filter(|base| query.eq_ignore_ascii_case(base) || extends(base))
+        .min_by_key(|base| base.len())
+        .unwrap_or(query)
+}
+
+/// The build's DNS queries grouped by the name they ask for; `known` are the
+/// host names of the build's configuration (GOPROXY, GOSUMDB, proxies).
+pub fn by_name(spans: &[SpanState], known: &[String]) -> Vec<NameLookups> {
+    let asked: Vec<&str> = spans
+        .iter()
+        .filter(|s| s.kind == SpanKind::Dns)
+        .filter_map(|s| s.host.as_deref())
+        .map(|n| n.trim_end_matches('.'))
+        .collect();
     let mut groups: Vec<NameLookups> = Vec::new();
     for (index, span) in spans.iter().enumerate().filter(|(_, s)| s.kind == SpanKind::Dns) {
         let Some(name) = span.host.as_deref() else { continue };
-        let name = name.trim_end_matches('.');
-        let group = match groups.iter().position(|g| same_lookup(&g.name, name)) {
+        let name = base_name(name.trim_end_matches('.'), known, &asked).to_ascii_lowercase();
+        let group = match groups.iter().position(|g| g.name == name) {
             Some(at) => &mut groups[at],
             None => {
-                groups.push(NameLookups { name: name.to_string(), queries: Vec::new(), addresses: Vec::new() });
+                groups.push(NameLookups { name, queries: Vec::new(), addresses: Vec::new() });
                 groups.last_mut().expect("just pushed")
             }
         };
-        if name.len() < group.name.len() {
-            group.name = name.to_string();
-        }
         group.queries.push(index);
         if span.outcome == Some(Outcome::Ok) {
             for address in answers(span) {
@@ -87,6 +110,19 @@ pub fn unanswered(span: &SpanState) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn several_search_domains_fall_under_the_name_asked() {
+        let known = vec!["rst.corp.example".to_string()];
+        let asked = ["rst.corp.example.ns.svc.ci.internal", "rst.corp.example.svc.ci.internal", "rst.corp.example"];
+        for q in asked {
+            assert_eq!(base_name(q, &known, &asked), "rst.corp.example");
+        }
+        // Without the configured name, the shortest asked form is the base.
+        let asked = ["git.x.example.svc.local", "git.x.example"];
+        assert_eq!(base_name(asked[0], &[], &asked), "git.x.example");
+        assert_eq!(base_name("other.example", &[], &asked), "other.example");
+    }
 
     #[test]
     fn search_list_expansions_are_the_same_lookup() {

@@ -14,6 +14,9 @@ use super::{
 };
 use crate::timeline::{self, Build, Outcome, Role, Span, SpanKind};
 
+/// The shortest time Go's resolver waits for an answer.
+const MIN_DNS_TIMEOUT_NS: u64 = 1_000_000_000;
+
 /// What one process of the build is, for deciding who a socket talks to.
 struct ProcessInfo<'a> {
     comm: &'a str,
@@ -114,7 +117,18 @@ fn assign_roles(build: &mut BuildState, table: &EndpointTable) {
         })
         .collect();
     let root_comm = processes.get(&build.root).map(|p| p.comm);
-    let cx = Context { table, root_comm, processes, module_hosts: build.module_hosts() };
+    // Where a direct fetch goes: the module paths' hosts, and the repositories'
+    // (cmd/go checks a repository URL itself before its VCS command fetches it).
+    let mut module_hosts = build.module_hosts();
+    module_hosts.extend(build.vcs_urls().iter().filter_map(|url| crate::goenv::url_host(url).map(|(h, _)| h)));
+    module_hosts.extend(
+        build
+            .peers
+            .iter()
+            .filter(|p| processes.get(&p.pid).is_some_and(|info| is_vcs_command(info.comm)))
+            .filter_map(|p| p.sni.as_ref().or(p.name.as_ref()).map(|n| n.to_ascii_lowercase())),
+    );
+    let cx = Context { table, root_comm, processes, module_hosts };
     let decided: Vec<(Vec<usize>, Roles)> = build.peers.iter().map(|peer| (peer.spans.clone(), peer_roles(&cx, peer))).collect();
     for (spans, roles) in decided {
         for span in spans {
@@ -146,7 +160,10 @@ fn assign_roles(build: &mut BuildState, table: &EndpointTable) {
 
 /// An unanswered query ends where Go gave up on it: when it asked the same
 /// question again (its next try, or the next nameserver), which comes sooner
-/// than 5 s under resolv.conf's `options timeout:N`.
+/// than 5 s under resolv.conf's `options timeout:N`. Go waits at least 1 s for
+/// an answer (it raises a smaller timeout to 1), so a retry sooner than that
+/// means the try failed at once: the server was refused (an ICMP port
+/// unreachable, which the build's read saw and these spans cannot), not slow.
 fn settle_unanswered_dns(build: &mut BuildState) {
     let queries: Vec<(usize, u64, Option<String>, Option<String>)> = build
         .spans
@@ -168,15 +185,15 @@ fn settle_unanswered_dns(build: &mut BuildState) {
         if let Some(retry) = retry.filter(|&t| s.end_ns.is_none_or(|end| t < end)) {
             let s = &mut build.spans[index];
             s.end_ns = Some(retry);
-            s.outcome = Some(Outcome::Timeout);
+            s.outcome = Some(if retry - start < MIN_DNS_TIMEOUT_NS { Outcome::Refused } else { Outcome::Timeout });
         }
     }
 }
 
 /// Notes on queries that gave no address for a name that resolved all the same
 /// (a refused or empty AAAA beside a good A, a search-list miss).
-fn note_dns(build: &mut BuildState) {
-    for group in lookups::by_name(&build.spans) {
+fn note_dns(build: &mut BuildState, table: &EndpointTable) {
+    for group in lookups::by_name(&build.spans, &table.host_names()) {
         if !group.resolved() {
             continue;
         }
@@ -205,7 +222,7 @@ pub fn render(mut build: BuildState, anchor: (u64, i64), settings: &Settings) ->
         }
     }
     settle_unanswered_dns(&mut build);
-    note_dns(&mut build);
+    note_dns(&mut build, &table);
     let wall = |ns: u64| timeline::rfc3339(i128::from(anchor.1) + i128::from(ns) - i128::from(anchor.0));
     let complete = build.lost == 0 && !build.started_late && !build.end_unseen;
     if build.environment_truncated {

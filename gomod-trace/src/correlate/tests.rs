@@ -557,3 +557,32 @@ fn an_unanswered_query_ends_at_its_retry() {
     let f = b.findings.iter().find(|f| f.kind == "dns_failure").expect("the name failed");
     assert!((1_000.0..1_001.0).contains(&f.cost_ms), "{f:?}");
 }
+
+#[test]
+fn a_nameserver_that_refuses_at_once_is_no_wait() {
+    // The first nameserver is refused (ICMP port unreachable): Go moves to the
+    // next one within a millisecond, which answers.
+    let mut s = Stream::new(&[("GOPROXY", "https://proxy.corp")]);
+    s.dns(10 * MS, 1, "10.0.0.54:53", "proxy.corp", TYPE::A, None);
+    s.dns(10 * MS + 200_000, 2, NS, "proxy.corp", TYPE::A, Some((RCODE::NoError, &["10.0.0.10"])));
+    s.tcp(20 * MS, ROOT, 3, PROXY, None);
+    let b = s.finish(600 * MS, 0);
+    assert_eq!(spans_of(&b, SpanKind::Dns)[0].outcome, Some(Outcome::Refused));
+    assert_eq!(serious(&b), Vec::<&str>::new(), "{:#?}", b.findings);
+}
+
+#[test]
+fn a_connection_reset_mid_zip_is_a_cut_download() {
+    let mut s = Stream::new(&[("GOPROXY", "http://p.corp")]);
+    let plain = "10.0.0.10:80";
+    s.dns(5 * MS, 9, NS, "p.corp", TYPE::A, Some((RCODE::NoError, &["10.0.0.10"])));
+    s.tcp(10 * MS, ROOT, 1, plain, None);
+    s.file(20 * MS, crate::event::FileOp::Open, "/m/cache/download/m.corp/x/@v/v1.0.0.zip123.tmp", None);
+    let at = s.at(500 * MS);
+    s.events.push(Event::TcpReset { at, cookie: 1 });
+    let counters = Counters { bytes_received: 68_233, first_received_ns: Some(11 * MS), last_received_ns: Some(490 * MS), ..Counters::default() };
+    s.close(500 * MS, 1, plain, Some(counters));
+    let b = s.finish(600 * MS, 1);
+    assert_eq!(serious(&b), ["transfer_reset"], "{:#?}", b.findings);
+    assert!(b.findings[0].message.contains("m.corp/x@v1.0.0") && b.findings[0].message.contains("68233 bytes"));
+}

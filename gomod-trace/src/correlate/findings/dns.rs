@@ -6,6 +6,7 @@
 use super::{address, covered_ns, seconds};
 use crate::{
     correlate::{
+        endpoints::EndpointTable,
         lookups::{self, NameLookups},
         state::{BuildState, SpanState},
     },
@@ -24,8 +25,8 @@ fn ids(indexes: &[usize]) -> Vec<u32> {
     indexes.iter().map(|&i| i as u32 + 1).collect()
 }
 
-pub fn findings(build: &BuildState) -> Vec<Finding> {
-    lookups::by_name(&build.spans).iter().filter_map(|group| judge(build, group)).collect()
+pub fn findings(build: &BuildState, table: &EndpointTable) -> Vec<Finding> {
+    lookups::by_name(&build.spans, &table.host_names()).iter().filter_map(|group| judge(build, group)).collect()
 }
 
 fn judge(build: &BuildState, group: &NameLookups) -> Option<Finding> {

@@ -38,6 +38,7 @@ pub fn findings(build: &BuildState, table: &EndpointTable, settings: &Settings) 
     out.extend(fetch.proxy_fallthrough());
     out.extend(fetch.private_module_leak());
     out.extend(fetch.stalled_transfers());
+    out.extend(fetch.reset_transfers());
     out.extend(fetch.slow_downloads());
     out.extend(fetch.dual_stack_delays());
     out.extend(fetch.http_proxy_failures());
@@ -146,7 +147,7 @@ impl<'a> Fetch<'a> {
             failed: build.exit_code.is_some_and(|c| c != 0),
             noproxy: or_private("GONOPROXY"),
             nosumdb: or_private("GONOSUMDB"),
-            lookups: lookups::by_name(&build.spans),
+            lookups: lookups::by_name(&build.spans, &table.host_names()),
             comms,
         }
     }
@@ -229,7 +230,14 @@ impl<'a> Fetch<'a> {
                 && s.outcome == Some(Outcome::Ok)
                 && (s.kind == SpanKind::Connect && s.target_role.is_none() || s.kind == SpanKind::Tls)
         });
-        let mut evidence: Vec<usize> = self.spans().filter(|(_, s)| talks_to(s, Role::Sumdb) && failed(s)).map(|(i, _)| i).collect();
+        // Its own failures, and an HTTP proxy refusing to tunnel to it.
+        let mut evidence: Vec<usize> = self
+            .spans()
+            .filter(|(_, s)| {
+                talks_to(s, Role::Sumdb) && (failed(s) || is_connect_request(s) && s.status.is_some_and(|st| st >= 300))
+            })
+            .map(|(i, _)| i)
+            .collect();
         for group in self.sumdb_lookups(sumdb).filter(|g| !g.resolved()) {
             evidence.extend(group.queries.iter().copied().filter(|&q| failed(&self.build.spans[q])));
         }
@@ -237,7 +245,13 @@ impl<'a> Fetch<'a> {
             return None;
         }
         let spans: Vec<&SpanState> = evidence.iter().map(|&i| &self.build.spans[i]).collect();
-        let mut outcomes: Vec<&str> = spans.iter().filter_map(|s| s.outcome.map(Outcome::as_str)).collect();
+        let mut outcomes: Vec<String> = spans
+            .iter()
+            .filter_map(|s| match s.status.filter(|_| is_connect_request(s)) {
+                Some(status) => Some(format!("the HTTP proxy answered {status} to CONNECT")),
+                None => s.outcome.map(|o| o.as_str().to_string()),
+            })
+            .collect();
         outcomes.sort_unstable();
         outcomes.dedup();
         let fetched = self
@@ -298,7 +312,20 @@ impl<'a> Fetch<'a> {
                 evidence.push(i);
             }
         }
-        let answer = if statuses.is_empty() {
+        // Never reached: no TCP connection (or handshake) to it succeeded.
+        let reached = self.entry_spans(entry).any(|(_, s)| {
+            matches!(s.kind, SpanKind::Connect | SpanKind::Tls) && s.outcome == Some(Outcome::Ok)
+        });
+        let mut failures: Vec<&str> = self
+            .entry_spans(entry)
+            .filter(|(_, s)| failed(s))
+            .filter_map(|(_, s)| s.outcome.map(Outcome::as_str))
+            .collect();
+        failures.sort_unstable();
+        failures.dedup();
+        let answer = if statuses.is_empty() && !reached && !failures.is_empty() {
+            format!("could not be reached ({})", failures.join(", "))
+        } else if statuses.is_empty() {
             if any_error {
                 "failed (the exact error is inside TLS)".to_string()
             } else {
@@ -602,6 +629,42 @@ impl<'a> Fetch<'a> {
         out
     }
 
+    /// A module's zip was cut off: the connection carrying it was reset (by the
+    /// server or a middlebox) while the zip arrived, and it never finished. cmd/go
+    /// fails the module with `connection reset by peer`.
+    fn reset_transfers(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        for (index, module) in self.spans().filter(|(_, s)| s.kind == SpanKind::Module) {
+            if str_attr(module, "incomplete_part") != Some("zip") {
+                continue;
+            }
+            let (start, end) = interval(module);
+            let Some((transfer_index, transfer)) = self.fetch_transfers(start, end).find(|(_, s)| {
+                s.outcome == Some(Outcome::Reset) && s.end_ns.is_some_and(|close| close >= start)
+            }) else {
+                continue;
+            };
+            let received = transfer.attrs.get("bytes_received").and_then(Value::as_u64).unwrap_or(0);
+            let cost = end.saturating_sub(start);
+            out.push(Finding {
+                kind: "transfer_reset".into(),
+                severity: self.severity_if_failed(),
+                message: format!(
+                    "the download of {} from {} was cut off: the connection was reset after {received} bytes, before the zip was complete",
+                    Self::module_name(module),
+                    destination(transfer),
+                ),
+                remedy: format!(
+                    "check {} and what is between: a server that drops connections mid-response, or a middlebox (proxy, load balancer, IDS) that resets long downloads",
+                    transfer.host.as_deref().unwrap_or("the server")
+                ),
+                cost_ms: millis(cost),
+                spans: ids([index, transfer_index]),
+            });
+        }
+        out
+    }
+
     /// Failure 12: module zips that took long to arrive, with the rate their host
     /// delivered at.
     fn slow_downloads(&self) -> Vec<Finding> {
@@ -756,7 +819,16 @@ impl<'a> Fetch<'a> {
                         "check HTTPS_PROXY: the proxy's address and port, and that it runs".to_string(),
                     ),
                 };
-                let recovered = self.spans().any(|(_, s)| is_connect_request(s) && s.status == Some(200));
+                // Recovered when every target refused was tunnelled to later on,
+                // and a proxy that could not be reached was reached later.
+                let recovered = spans.iter().all(|failed| match str_attr(failed, "target").filter(|_| is_connect_request(failed)) {
+                    Some(target) => self.spans().any(|(_, s)| {
+                        is_connect_request(s) && s.status == Some(200) && str_attr(s, "target") == Some(target)
+                    }),
+                    None => self.spans().any(|(_, s)| {
+                        s.kind == SpanKind::Connect && s.outcome == Some(Outcome::Ok) && s.endpoints == failed.endpoints
+                    }),
+                });
                 Finding {
                     kind: "http_proxy_failure".into(),
                     severity: if recovered { Severity::Warning } else { Severity::Error },

@@ -109,7 +109,7 @@ pub fn findings(build: &BuildState, table: &EndpointTable, complete: bool, setti
         .into_iter()
         .map(|((kind, key), group)| describe(build, kind, &key, &group))
         .collect();
-    findings.extend(dns::findings(build));
+    findings.extend(dns::findings(build, table));
     findings.extend(checksum_verification(build));
     findings.extend(fetch::findings(build, table, settings));
     if !complete {
