@@ -1,7 +1,7 @@
 //! A build's working state made into its timeline: every socket's role from the
 //! endpoint table, module outcomes, what is still open closed as unfinished, the
-//! findings, and the contract's JSON shape. State is read here, never changed by
-//! the rules.
+//! findings, and the contract's JSON shape. The state is settled here first;
+//! the rules then only read it.
 use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
