@@ -237,6 +237,18 @@ fn a_proxy_given_as_an_address_has_its_role_and_entry() {
     assert_eq!((connects[1].role, connects[1].attrs["entry"].as_str()), (Role::Proxy, Some("GOPROXY[2] https://proxy.corp:8443/go")));
     // cmd/go moved from the first entry to the second (after `,`: a 404 or 410).
     assert_eq!(serious(&b), ["connect_refused", "proxy_fallthrough"]);
+    // The refusal failed the build (its last entry): an error.
+    assert_eq!(b.findings.iter().find(|f| f.kind == "connect_refused").unwrap().severity, Severity::Error);
+
+    // With `|`, a first entry that refuses and a second that serves: the build
+    // succeeded, so the refusal is a warning beside the fall-through.
+    let mut s = Stream::new(&[("GOPROXY", "https://10.0.0.11|https://10.0.0.10")]);
+    s.tcp(10 * MS, ROOT, 1, "10.0.0.11:443", Some((11 * MS, 111)));
+    s.tcp(20 * MS, ROOT, 2, PROXY, None);
+    s.close(100 * MS, 2, PROXY, None);
+    let b = s.finish(200 * MS, 0);
+    assert_eq!(serious(&b), ["connect_refused", "proxy_fallthrough"]);
+    assert_eq!(b.findings.iter().find(|f| f.kind == "connect_refused").unwrap().severity, Severity::Warning);
 }
 
 #[test]

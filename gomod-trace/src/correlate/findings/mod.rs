@@ -55,8 +55,10 @@ pub(super) fn destination(span: &SpanState) -> String {
 
 /// Did another attempt at the same peer succeed? The same configuration
 /// endpoints (any of a name's addresses, IPv6 or IPv4), else the same address.
+/// A failed GOPROXY entry of a build that succeeded through a later entry
+/// recovered too: cmd/go moved on (`proxy_fallthrough` says so).
 fn recovered(build: &BuildState, failed: &SpanState) -> bool {
-    build.spans.iter().any(|s| {
+    let same_peer = build.spans.iter().any(|s| {
         s.kind == failed.kind
             && s.outcome == Some(Outcome::Ok)
             && s.port == failed.port
@@ -65,7 +67,18 @@ fn recovered(build: &BuildState, failed: &SpanState) -> bool {
             } else {
                 s.endpoints == failed.endpoints
             }
-    })
+    });
+    let moved_on = build.exit_code == Some(0)
+        && failed.role == Role::Proxy
+        && !failed.endpoints.is_empty()
+        && build.spans.iter().any(|s| {
+            s.kind == failed.kind
+                && s.role == Role::Proxy
+                && s.outcome == Some(Outcome::Ok)
+                && !s.endpoints.is_empty()
+                && s.endpoints.iter().all(|e| !failed.endpoints.contains(e))
+        });
+    same_peer || moved_on
 }
 
 struct Group {
