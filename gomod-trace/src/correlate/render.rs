@@ -192,8 +192,8 @@ fn settle_unanswered_dns(build: &mut BuildState) {
 
 /// Notes on queries that gave no address for a name that resolved all the same
 /// (a refused or empty AAAA beside a good A, a search-list miss).
-fn note_dns(build: &mut BuildState, table: &EndpointTable) {
-    for group in lookups::by_name(&build.spans, &table.host_names()) {
+fn note_dns(build: &mut BuildState, names: &[lookups::NameLookups]) {
+    for group in names {
         if !group.resolved() {
             continue;
         }
@@ -222,13 +222,14 @@ pub fn render(mut build: BuildState, anchor: (u64, i64), settings: &Settings) ->
         }
     }
     settle_unanswered_dns(&mut build);
-    note_dns(&mut build, &table);
+    let names = lookups::by_name(&build.spans, &table.host_names());
+    note_dns(&mut build, &names);
     let wall = |ns: u64| timeline::rfc3339(i128::from(anchor.1) + i128::from(ns) - i128::from(anchor.0));
     let complete = build.lost == 0 && !build.started_late && !build.end_unseen;
     if build.environment_truncated {
         tracing::warn!("build {}: environment larger than the kernel copies; its Go settings may be incomplete", build.root);
     }
-    let findings = findings::findings(&build, &table, complete, settings);
+    let findings = findings::findings(&build, &table, &names, complete, settings);
     let spans = build
         .spans
         .iter()

@@ -39,8 +39,6 @@ pub struct SpanState {
     pub port: Option<u16>,
     pub outcome: Option<Outcome>,
     pub attrs: BTreeMap<String, Value>,
-    /// The socket that carried this span (index into [`BuildState::peers`]).
-    pub socket: Option<usize>,
     /// An HTTP response's status.
     pub status: Option<u16>,
     /// The endpoints of the build's configuration this span's peer is (set when
@@ -371,7 +369,6 @@ impl BuildState {
             port: None,
             outcome: None,
             attrs: BTreeMap::new(),
-            socket: None,
             status: None,
             endpoints: Vec::new(),
             target_role: None,
@@ -504,7 +501,6 @@ impl SocketState {
         peer.spans.push(index);
         let host = peer.sni.clone().or_else(|| peer.name.clone());
         let s = &mut b.spans[index];
-        s.socket = Some(self.peer);
         s.role = self.role();
         s.addr = Some(self.remote.ip());
         s.port = Some(self.remote.port());

@@ -6,7 +6,6 @@
 use super::{address, covered_ns, seconds};
 use crate::{
     correlate::{
-        endpoints::EndpointTable,
         lookups::{self, NameLookups},
         state::{BuildState, SpanState},
     },
@@ -25,11 +24,8 @@ fn ids(indexes: &[usize]) -> Vec<u32> {
     indexes.iter().map(|&i| i as u32 + 1).collect()
 }
 
-pub fn findings(build: &BuildState, table: &EndpointTable) -> Vec<Finding> {
-    lookups::by_name(&build.spans, &table.host_names()).iter().filter_map(|group| judge(build, group)).collect()
-}
-
-fn judge(build: &BuildState, group: &NameLookups) -> Option<Finding> {
+/// The finding for one name's lookups, if they failed or cost a wait.
+pub fn judge(build: &BuildState, group: &NameLookups) -> Option<Finding> {
     let failed: Vec<usize> = group
         .queries
         .iter()

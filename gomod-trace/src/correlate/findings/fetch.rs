@@ -16,7 +16,7 @@ use super::{Settings, address, covered_ns, destination, seconds};
 use crate::{
     correlate::{
         endpoints::{EndpointTable, Host},
-        lookups::{self, NameLookups},
+        lookups::NameLookups,
         state::{BuildState, SpanState, is_vcs_command},
     },
     goenv::{self, ProxyEntry},
@@ -30,8 +30,8 @@ const SLOW_BYTES_PER_SECOND: f64 = 1024.0 * 1024.0;
 /// Go starts the second address family 300 ms after the first; allow for slack.
 const DUAL_STACK_WINDOW_NS: u64 = 1_000_000_000;
 
-pub fn findings(build: &BuildState, table: &EndpointTable, settings: &Settings) -> Vec<Finding> {
-    let fetch = Fetch::new(build, table, settings);
+pub fn findings(build: &BuildState, table: &EndpointTable, names: &[NameLookups], settings: &Settings) -> Vec<Finding> {
+    let fetch = Fetch::new(build, table, names, settings);
     let mut out = Vec::new();
     out.extend(fetch.sumdb_unreachable());
     out.extend(fetch.fallback_to_direct());
@@ -54,7 +54,7 @@ struct Fetch<'a> {
     failed: bool,
     noproxy: String,
     nosumdb: String,
-    lookups: Vec<NameLookups>,
+    lookups: &'a [NameLookups],
     /// Process name by pid.
     comms: HashMap<u32, &'a str>,
 }
@@ -128,7 +128,7 @@ fn is_sumdb_request(span: &SpanState) -> bool {
 }
 
 impl<'a> Fetch<'a> {
-    fn new(build: &'a BuildState, table: &'a EndpointTable, settings: &'a Settings) -> Fetch<'a> {
+    fn new(build: &'a BuildState, table: &'a EndpointTable, names: &'a [NameLookups], settings: &'a Settings) -> Fetch<'a> {
         let private = config(build, "GOPRIVATE");
         let or_private = |name: &str| {
             let value = config(build, name);
@@ -147,7 +147,7 @@ impl<'a> Fetch<'a> {
             failed: build.exit_code.is_some_and(|c| c != 0),
             noproxy: or_private("GONOPROXY"),
             nosumdb: or_private("GONOSUMDB"),
-            lookups: lookups::by_name(&build.spans, &table.host_names()),
+            lookups: names,
             comms,
         }
     }

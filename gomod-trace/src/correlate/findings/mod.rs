@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 pub use super::Settings;
 use super::{
     endpoints::EndpointTable,
+    lookups::NameLookups,
     state::{BuildState, SpanState},
 };
 use crate::timeline::{Finding, Outcome, Role, Severity, SpanKind, millis};
@@ -86,7 +87,8 @@ struct Group {
     recovered: bool,
 }
 
-pub fn findings(build: &BuildState, table: &EndpointTable, complete: bool, settings: &Settings) -> Vec<Finding> {
+/// `names` are the build's DNS lookups by name (`lookups::by_name`).
+pub fn findings(build: &BuildState, table: &EndpointTable, names: &[NameLookups], complete: bool, settings: &Settings) -> Vec<Finding> {
     // (kind, destination) → spans, in a stable order.
     let mut groups: BTreeMap<(&'static str, String), Group> = BTreeMap::new();
     for (index, span) in build.spans.iter().enumerate() {
@@ -122,9 +124,9 @@ pub fn findings(build: &BuildState, table: &EndpointTable, complete: bool, setti
         .into_iter()
         .map(|((kind, key), group)| describe(build, kind, &key, &group))
         .collect();
-    findings.extend(dns::findings(build, table));
+    findings.extend(names.iter().filter_map(|group| dns::judge(build, group)));
     findings.extend(checksum_verification(build));
-    findings.extend(fetch::findings(build, table, settings));
+    findings.extend(fetch::findings(build, table, names, settings));
     if !complete {
         findings.push(Finding {
             kind: "incomplete_trace".into(),
