@@ -20,6 +20,19 @@ pub const PAYLOAD_CAPTURE: usize = 2048;
 pub const TCP_SEGMENTS_CAPTURED: u64 = 4;
 /// Datagrams copied per direction of a UDP socket (DNS queries and answers).
 pub const UDP_DATAGRAMS_CAPTURED: u64 = 16;
+/// Bytes of an HTTP request's method, URL scheme, host, path and raw query, as the
+/// go command's `net/http` holds them (longer values are cut; the record carries
+/// their full length).
+pub const HTTP_METHOD_CAPTURE: usize = 16;
+pub const HTTP_SCHEME_CAPTURE: usize = 8;
+pub const HTTP_HOST_CAPTURE: usize = 128;
+pub const HTTP_PATH_CAPTURE: usize = 256;
+pub const HTTP_QUERY_CAPTURE: usize = 128;
+/// Bytes of the text an error value may point at (read when its type is known to
+/// be a string-carrying error; userspace decides from the type).
+pub const GO_ERROR_CAPTURE: usize = 96;
+/// Go executables whose HTTP client can be probed at once (`GO_OFFSETS` entries).
+pub const GO_BINARIES_MAX: u32 = 64;
 
 /// `EventHeader::kind` values.
 pub mod kind {
@@ -35,6 +48,9 @@ pub mod kind {
     pub const ENVIRONMENT: u32 = 10;
     pub const FILE: u32 = 11;
     pub const CONNECT_ERROR: u32 = 12;
+    pub const HTTP_REQUEST: u32 = 13;
+    pub const HTTP_CONNECTION: u32 = 14;
+    pub const HTTP_RESPONSE: u32 = 15;
 }
 
 /// `FileRecord::op` values.
@@ -178,6 +194,39 @@ pub struct ProbeConfig {
     pub tracepoints: TracepointOffsets,
     /// 1 when tracepoint `kfree_skb` has an `rx_sk` field.
     pub kfree_has_rx_sk: u32,
+    pub _pad: u32,
+}
+
+/// Where the go command's HTTP client keeps what the request uprobes read: byte
+/// offsets of struct fields in one Go release (userspace's table, checked against
+/// the DWARF of every installed toolchain). One entry of the `GO_OFFSETS` array
+/// per probed executable; the uprobes find theirs from the attach cookie.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoOffsets {
+    /// `net/http.Request.Method` (string) and `.URL` (*url.URL).
+    pub request_method: u32,
+    pub request_url: u32,
+    /// `net/url.URL.Scheme`, `.Host`, `.Path`, `.RawQuery` (strings).
+    pub url_scheme: u32,
+    pub url_host: u32,
+    pub url_path: u32,
+    pub url_raw_query: u32,
+    /// `net/http.Response.StatusCode`, `.ProtoMajor`, `.ProtoMinor` (ints).
+    pub response_status_code: u32,
+    pub response_proto_major: u32,
+    pub response_proto_minor: u32,
+    /// `net/http.persistConn.conn` (net.Conn) and `.tlsState` (nil without TLS).
+    pub persist_conn_conn: u32,
+    pub persist_conn_tls_state: u32,
+    /// `net/http.http2ClientConn.tconn` (net.Conn, always a *tls.Conn).
+    pub h2_client_conn_tconn: u32,
+    /// `crypto/tls.Conn.conn` (net.Conn).
+    pub tls_conn_conn: u32,
+    /// `net.conn.fd` (*net.netFD; net.TCPConn embeds net.conn).
+    pub net_conn_fd: u32,
+    /// `net.netFD.pfd` + `internal/poll.FD.Sysfd` (int): the socket's descriptor.
+    pub net_fd_sysfd: u32,
     pub _pad: u32,
 }
 
@@ -336,6 +385,69 @@ pub struct PayloadRecord {
     pub data: [u8; PAYLOAD_CAPTURE],
 }
 
+/// The go command's HTTP client starts a request (`net/http.(*Transport).roundTrip`
+/// entry). Requests, their connection and their response are paired by
+/// (process, goroutine): a goroutine runs one round trip at a time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct HttpRequestRecord {
+    pub header: EventHeader,
+    pub build: u32,
+    /// Which probed executable (index of its `GO_OFFSETS` entry).
+    pub binary: u32,
+    /// The goroutine (its `g`, from R14).
+    pub goroutine: u64,
+    /// Full lengths; the arrays hold at most their size.
+    pub method_len: u32,
+    pub scheme_len: u32,
+    pub host_len: u32,
+    pub path_len: u32,
+    pub query_len: u32,
+    pub _pad: u32,
+    pub method: [u8; HTTP_METHOD_CAPTURE],
+    pub scheme: [u8; HTTP_SCHEME_CAPTURE],
+    pub host: [u8; HTTP_HOST_CAPTURE],
+    pub path: [u8; HTTP_PATH_CAPTURE],
+    pub query: [u8; HTTP_QUERY_CAPTURE],
+}
+
+/// The connection a request is sent on (`persistConn.roundTrip` for HTTP/1.x,
+/// `http2ClientConn.RoundTrip` for HTTP/2), by the socket's descriptor.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct HttpConnectionRecord {
+    pub header: EventHeader,
+    pub build: u32,
+    /// The socket's fd in the process (-1 when it could not be read).
+    pub fd: i32,
+    pub goroutine: u64,
+    /// The socket's cookie (what its `ConnectRecord` carries), 0 when unknown.
+    pub cookie: u64,
+    /// 2 for HTTP/2, 1 for HTTP/1.x.
+    pub http_major: u32,
+    pub _pad: u32,
+}
+
+/// A request's round trip returned: a response (status) or an error.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct HttpResponseRecord {
+    pub header: EventHeader,
+    pub build: u32,
+    pub binary: u32,
+    pub goroutine: u64,
+    /// 0 when there is no response.
+    pub status: i64,
+    pub proto_major: u32,
+    pub proto_minor: u32,
+    /// The error's itab (its dynamic type), 0 for no error.
+    pub error_itab: u64,
+    /// Full length of the string the error value starts with, if it does.
+    pub error_text_len: u32,
+    pub _pad: u32,
+    pub error_text: [u8; GO_ERROR_CAPTURE],
+}
+
 macro_rules! assert_size {
     ($t:ty, $n:expr) => {
         const _: () = assert!(core::mem::size_of::<$t>() == $n);
@@ -347,6 +459,7 @@ assert_size!(SocketEntry, 96);
 assert_size!(KernelOffsets, 40);
 assert_size!(TracepointOffsets, 136);
 assert_size!(ProbeConfig, 208);
+assert_size!(GoOffsets, 64);
 assert_size!(ConnectErrorRecord, 48);
 assert_size!(FileRecord, 32 + 16 + 512);
 assert_size!(ExecRecord, 32 + 8 + 16 + 256);
@@ -357,6 +470,9 @@ assert_size!(ConnectRecord, 32 + 24 + 16);
 assert_size!(TcpStateRecord, 32 + 8 + 8 + 8 + 4 + 32 + 4 + 96);
 assert_size!(SocketSignalRecord, 48);
 assert_size!(PayloadRecord, 32 + 24 + 2048);
+assert_size!(HttpRequestRecord, 32 + 16 + 24 + 16 + 8 + 128 + 256 + 128);
+assert_size!(HttpConnectionRecord, 32 + 32);
+assert_size!(HttpResponseRecord, 32 + 48 + 96);
 
 #[cfg(feature = "user")]
 mod user {
@@ -365,4 +481,5 @@ mod user {
     unsafe impl aya::Pod for ProcessEntry {}
     unsafe impl aya::Pod for SocketEntry {}
     unsafe impl aya::Pod for ProbeConfig {}
+    unsafe impl aya::Pod for GoOffsets {}
 }

@@ -12,6 +12,8 @@ pub mod decode;
 pub mod event;
 pub mod export;
 pub mod goenv;
+/// Reads Go executables: build version, struct offsets and uprobe attach points.
+pub mod gobin;
 pub mod history;
 pub mod metrics;
 pub mod probe;

@@ -23,8 +23,10 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages: the Go toolchains, the lab's peers and tools (git serves and
 /// fetches direct modules; golang.org/x/mod builds the checksum database;
 /// Prometheus scrapes the daemon; podman builds and runs the container image).
-const PACKAGES: [&str; 12] = [
+const PACKAGES: [&str; 14] = [
     "golang-go",
+    "golang-1.21-go",
+    "golang-1.22-go",
     "golang-1.23-go",
     "golang-golang-x-mod-dev",
     "git",
@@ -40,7 +42,7 @@ const PACKAGES: [&str; 12] = [
     "runc",
 ];
 /// Packages that come from the release's backports suite.
-const BACKPORTS_PACKAGES: [&str; 1] = ["golang-1.23-go"];
+const BACKPORTS_PACKAGES: [&str; 3] = ["golang-1.21-go", "golang-1.22-go", "golang-1.23-go"];
 const BACKPORTS_LIST: &str = "/etc/apt/sources.list.d/gomod-trace-backports.list";
 
 /// Adds `<codename>-backports` with the mirror apt already uses for the release.
