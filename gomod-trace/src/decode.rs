@@ -5,8 +5,9 @@ use std::{collections::BTreeMap, mem::size_of, net::SocketAddr};
 
 use bytes::Bytes;
 use gomod_trace_ebpf::{
-    ConnectErrorRecord, ConnectRecord, ENV_CAPTURE, EnvironmentRecord, EventHeader, ExecRecord, FileRecord, file_op, ExitRecord, ForkRecord, PayloadRecord,
-    SocketEntry, SocketSignalRecord, TcpStateRecord, direction, hook, kind,
+    ConnectErrorRecord, ConnectRecord, ENV_CAPTURE, EnvironmentRecord, EventHeader, ExecRecord, FileRecord, file_op, ExitRecord, ForkRecord,
+    HttpConnectionRecord, HttpRequestRecord, HttpResponseRecord, PayloadRecord, SocketEntry, SocketSignalRecord, TcpStateRecord, direction,
+    hook, kind,
 };
 
 use crate::redact;
@@ -27,6 +28,8 @@ pub enum DecodeError {
 pub struct DecodeContext {
     /// `skb_drop_reason` names, from tracefs.
     pub drop_reasons: BTreeMap<u32, String>,
+    /// The probed Go executables, to name the type of an error a request ended with.
+    pub go_executables: crate::goerrors::Executables,
 }
 
 /// Copies a `#[repr(C)]` record out of a byte slice that is long enough for it.
@@ -203,6 +206,62 @@ pub fn decode(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeErro
                 },
             }
         }
+        kind::HTTP_REQUEST => {
+            let r: HttpRequestRecord = read(bytes, "http request record")?;
+            let field = |bytes: &[u8], len: u32| {
+                let n = (len as usize).min(bytes.len());
+                (String::from_utf8_lossy(&bytes[..n]).into_owned(), n < len as usize)
+            };
+            let (method, _) = field(&r.method, r.method_len);
+            let (scheme, _) = field(&r.scheme, r.scheme_len);
+            let (host, host_cut) = field(&r.host, r.host_len);
+            let (path, path_cut) = field(&r.path, r.path_len);
+            let (query, query_cut) = field(&r.query, r.query_len);
+            let mut url = format!("{scheme}://{host}{path}");
+            if !query.is_empty() {
+                url.push('?');
+                url.push_str(&query);
+            }
+            Event::HttpRequest {
+                at,
+                pid: header.pid,
+                build: r.build,
+                goroutine: r.goroutine,
+                method,
+                url: redact::url_query(&url),
+                truncated: host_cut || path_cut || query_cut,
+            }
+        }
+        kind::HTTP_CONNECTION => {
+            let r: HttpConnectionRecord = read(bytes, "http connection record")?;
+            Event::HttpConnection {
+                at,
+                pid: header.pid,
+                build: r.build,
+                goroutine: r.goroutine,
+                cookie: r.cookie,
+                http_major: r.http_major.min(u8::MAX.into()) as u8,
+            }
+        }
+        kind::HTTP_RESPONSE => {
+            let r: HttpResponseRecord = read(bytes, "http response record")?;
+            let status = u16::try_from(r.status).ok().filter(|s| (100..1000).contains(s));
+            let error = (r.error_itab != 0).then(|| {
+                let text_len = (r.error_text_len as usize).min(r.error_text.len());
+                let text = String::from_utf8_lossy(&r.error_text[..text_len]);
+                let type_name = context.go_executables.error_type_name(r.binary, r.error_itab);
+                crate::goerrors::describe(type_name.as_deref(), &text, text_len < r.error_text_len as usize)
+            });
+            Event::HttpResponse {
+                at,
+                pid: header.pid,
+                build: r.build,
+                goroutine: r.goroutine,
+                status: status.filter(|_| error.is_none()),
+                proto: status.map(|_| format!("HTTP/{}.{}", r.proto_major, r.proto_minor)),
+                error,
+            }
+        }
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }
@@ -315,7 +374,7 @@ mod tests {
 
     #[test]
     fn drop_reasons_are_named_from_the_host_table() {
-        let ctx = DecodeContext { drop_reasons: [(16, "NETFILTER_DROP".to_string())].into() };
+        let ctx = DecodeContext { drop_reasons: [(16, "NETFILTER_DROP".to_string())].into(), ..DecodeContext::default() };
         let record = SocketSignalRecord { header: header(kind::SKB_DROP), cookie: 5, value: 16, _pad: 0 };
         let Event::Drop { reason, .. } = decode(&as_bytes(&record), &ctx).unwrap() else { panic!() };
         assert_eq!(reason, "NETFILTER_DROP");

@@ -268,6 +268,65 @@ pub enum Event {
         #[serde(with = "base64_bytes")]
         data: Bytes,
     },
+    /// The go command's HTTP client began a request (uprobes on its `net/http`).
+    /// Paired with its `HttpConnection` and `HttpResponse` by (pid, goroutine).
+    HttpRequest {
+        #[serde(flatten)]
+        at: At,
+        pid: u32,
+        build: u32,
+        goroutine: u64,
+        method: String,
+        /// `scheme://host/path?query`, tokens in the query redacted.
+        url: String,
+        /// The host, path or query was longer than the kernel copies.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        truncated: bool,
+    },
+    /// The connection a request went out on.
+    HttpConnection {
+        #[serde(flatten)]
+        at: At,
+        pid: u32,
+        build: u32,
+        goroutine: u64,
+        /// The socket's cookie (its `Connect` event's); 0 when unknown.
+        cookie: u64,
+        /// 1 for HTTP/1.x, 2 for HTTP/2.
+        http_major: u8,
+    },
+    /// A request's round trip ended: a response, or an error.
+    HttpResponse {
+        #[serde(flatten)]
+        at: At,
+        pid: u32,
+        build: u32,
+        goroutine: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+        /// `HTTP/1.1`, `HTTP/2.0`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proto: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A build ran a Go executable that has an HTTP client: whether its requests
+    /// are traced, and if not why.
+    GoExecutable {
+        ts_ns: u64,
+        pid: u32,
+        build: u32,
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        go_version: Option<String>,
+        /// Absent when the requests are traced.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        not_traced: Option<String>,
+        /// When the probes were attached, if that was after the process
+        /// started (its first run on this host): requests before went unseen.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        traced_from_ns: Option<u64>,
+    },
     /// A tracked socket's counters read from the kernel's socket map while it is
     /// open (the daemon reads them periodically): how long it has been silent,
     /// without waiting for a packet or its close.
@@ -300,8 +359,11 @@ impl Event {
             | Event::TcpRetransmit { at, .. }
             | Event::TcpReset { at, .. }
             | Event::Drop { at, .. }
-            | Event::Payload { at, .. } => Some(*at),
-            Event::Clock { .. } | Event::Lost { .. } | Event::Progress { .. } => None,
+            | Event::Payload { at, .. }
+            | Event::HttpRequest { at, .. }
+            | Event::HttpConnection { at, .. }
+            | Event::HttpResponse { at, .. } => Some(*at),
+            Event::Clock { .. } | Event::Lost { .. } | Event::Progress { .. } | Event::GoExecutable { .. } => None,
         }
     }
 
@@ -309,19 +371,21 @@ impl Event {
     pub fn ts_ns(&self) -> u64 {
         match self {
             Event::Clock { monotonic_ns, .. } => *monotonic_ns,
-            Event::Lost { ts_ns, .. } | Event::Progress { ts_ns, .. } => *ts_ns,
+            Event::Lost { ts_ns, .. } | Event::Progress { ts_ns, .. } | Event::GoExecutable { ts_ns, .. } => *ts_ns,
             other => other.at().map_or(0, |at| at.ts_ns),
         }
     }
 }
 
 /// Puts events from several CPUs into time order (stable for equal keys, so the
-/// anchor stays first and the order of one CPU is kept).
+/// anchor stays first and the order of one CPU is kept). An event userspace
+/// derived from kernel records (a loss, a socket reading, what became of an
+/// exec'd executable) comes after the records of its own time.
 pub fn sort_events(events: &mut [Event]) {
     events.sort_by_key(|event| match (event, event.at()) {
         (Event::Clock { .. }, _) => (0, 0, 0),
         (_, Some(at)) => (at.ts_ns, at.cpu, at.seq),
-        (other, None) => (other.ts_ns(), 0, 0),
+        (other, None) => (other.ts_ns(), u32::MAX, u64::MAX),
     });
 }
 

@@ -211,6 +211,7 @@ mod tests {
             exit_code: Some(exit_code),
             complete: true,
             state: None,
+            notes: Vec::new(),
             config: Default::default(),
             spans: Vec::new(),
             findings: kinds

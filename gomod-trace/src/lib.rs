@@ -14,6 +14,7 @@ pub mod export;
 pub mod goenv;
 /// Reads Go executables: build version, struct offsets and uprobe attach points.
 pub mod gobin;
+pub mod goerrors;
 pub mod history;
 pub mod metrics;
 pub mod probe;

@@ -16,6 +16,40 @@ pub fn userinfo(url: &str) -> String {
     }
 }
 
+/// Query parameters whose values are credentials (compared case-insensitively;
+/// a name that ends in one of these counts too, e.g. `X-Amz-Signature`).
+const SECRET_PARAMETERS: [&str; 10] =
+    ["token", "access_token", "auth", "key", "apikey", "api_key", "password", "secret", "sig", "signature"];
+
+/// Replaces the userinfo of a URL and the values of query parameters that carry
+/// credentials (`?token=…`, `&X-Amz-Signature=…`).
+pub fn url_query(url: &str) -> String {
+    let url = userinfo(url);
+    let Some((head, query)) = url.split_once('?') else { return url };
+    let (query, fragment) = match query.split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (query, None),
+    };
+    let parameters: Vec<String> = query
+        .split('&')
+        .map(|parameter| match parameter.split_once('=') {
+            Some((name, _)) if is_secret_parameter(name) => format!("{name}={REDACTED}"),
+            _ => parameter.to_string(),
+        })
+        .collect();
+    let mut out = format!("{head}?{}", parameters.join("&"));
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    out
+}
+
+fn is_secret_parameter(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    SECRET_PARAMETERS.iter().any(|secret| name == *secret || name.ends_with(&format!("-{secret}")) || name.ends_with(&format!("_{secret}")))
+}
+
 /// Header fields whose values are credentials.
 const SECRET_HEADERS: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "set-cookie"];
 
@@ -77,6 +111,16 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scrubs_tokens_in_queries() {
+        assert_eq!(
+            url_query("https://u:p@proxy/x/@v/list?token=abc&go-get=1&X-Amz-Signature=f00#frag"),
+            "https://REDACTED@proxy/x/@v/list?token=REDACTED&go-get=1&X-Amz-Signature=REDACTED#frag"
+        );
+        assert_eq!(url_query("https://proxy/a?Access_Token=1&keyring=2"), "https://proxy/a?Access_Token=REDACTED&keyring=2");
+        assert_eq!(url_query("https://proxy/golang.org/x/mod/@v/v0.1.0.zip"), "https://proxy/golang.org/x/mod/@v/v0.1.0.zip");
+    }
 
     #[test]
     fn scrubs_http_credentials() {

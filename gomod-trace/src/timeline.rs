@@ -35,6 +35,10 @@ pub struct Build {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<BuildStatus>,
     pub config: BTreeMap<String, ConfigValue>,
+    /// How the build was seen, where that limits what the timeline shows
+    /// (`requests: not traced (go1.17.13 unsupported)`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     pub spans: Vec<Span>,
     pub findings: Vec<Finding>,
 }

@@ -335,3 +335,50 @@ fn recordings_from_another_lab_give_their_findings() {
     let t = timeline("outside_squid_denies_cdn");
     assert_eq!(finding(only_build(&t), "http_proxy_failure").severity, Severity::Error);
 }
+
+/// The go command's requests as the uprobes recorded them (`go mod download
+/// -x` over HTTP/2 on Go 1.19): one `http` span per request, under the TLS
+/// handshake of the connection that carried it, each with its status.
+#[test]
+fn requests_inside_tls_are_spans_under_their_connection() {
+    let t = timeline("requests_clean_h2");
+    let b = only_build(&t);
+    assert!(b.notes.is_empty(), "{:?}", b.notes);
+    let requests: Vec<_> = b.spans.iter().filter(|s| s.kind == SpanKind::Http && s.attrs.contains_key("url")).collect();
+    assert_eq!(requests.len(), 9, "3 modules × (.mod, .info, .zip)");
+    for r in &requests {
+        let parent = b.spans.iter().find(|s| Some(s.id) == r.parent).expect("parent");
+        assert_eq!((parent.kind, parent.host.as_deref()), (SpanKind::Tls, Some("proxy.lab.test")));
+        assert_eq!((r.role, r.attrs["status"].as_u64(), r.attrs["proto"].as_str()), (Role::Proxy, Some(200), Some("HTTP/2.0")));
+        assert_eq!(r.attrs["entry"], "GOPROXY[1] https://proxy.lab.test");
+    }
+    assert!(serious(b).is_empty(), "{:?}", b.findings);
+}
+
+/// A proxy's 404 to `/sumdb/<name>/supported` is its "no", not an error; the
+/// entry uprobe that fired twice for one call (the function re-entered after
+/// growing its stack) is one request; the lookup that could not connect ended
+/// with the error's type.
+#[test]
+fn requests_of_a_build_whose_checksum_database_is_dropped() {
+    let t = timeline("requests_sumdb_dropped");
+    let b = only_build(&t);
+    assert_eq!(serious(b), ["firewall_drop", "sumdb_unreachable"], "{:#?}", b.findings);
+    let requests: Vec<_> = b.spans.iter().filter(|s| s.kind == SpanKind::Http && s.attrs.contains_key("url")).collect();
+    let targets: Vec<&str> = requests.iter().map(|r| r.attrs["target"].as_str().unwrap()).collect();
+    assert_eq!(targets, ["/lab.test/mod01/@v/v1.0.0.mod", "/sumdb/sum.lab.test/supported", "/lookup/lab.test/mod01@v1.0.0"]);
+    assert_eq!(requests[1].attrs["status"], 404);
+    assert_eq!((requests[2].role, requests[2].attrs["error"].as_str()), (Role::Sumdb, Some("*net.OpError")));
+}
+
+/// The checksum database's 404 for a private module, inside TLS, is quoted.
+#[test]
+fn requests_show_the_checksum_databases_answer_to_a_private_module() {
+    let t = timeline("requests_private_module_leak");
+    let b = only_build(&t);
+    assert_eq!(serious(b), ["http_error", "private_module_leak", "fallback_to_direct"], "{:#?}", b.findings);
+    let leak = b.findings.iter().find(|f| f.kind == "private_module_leak").unwrap();
+    assert!(leak.message.contains("(GET /lookup/lab.test/private@v1.0.0: HTTP 404)"), "{}", leak.message);
+    let fallback = b.findings.iter().find(|f| f.kind == "fallback_to_direct").unwrap();
+    assert!(fallback.message.contains("which answered HTTP 404 ×1 (e.g. GET /lab.test/private/@v/v1.0.0.mod)"), "{}", fallback.message);
+}

@@ -82,6 +82,7 @@ pub const SERVERS: &[(&str, &str, u16)] = &[
     (REFUSE_AAAA_RESOLVER, "dns:refuse-aaaa", 53),
     (EMPTY_AAAA_RESOLVER, "dns:empty-aaaa", 53),
     (SILENT_RESOLVER, "dns:silent", 53),
+    ("s500.lab.test", "status:500", 443),
 ];
 /// The second port of the lab proxy (the same modules as on 443, over TLS). Not
 /// 8443: run_lab.rs and daemon_lab.rs use proxy.lab.test:8443 as a port that refuses.

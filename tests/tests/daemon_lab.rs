@@ -498,8 +498,11 @@ fn builds_in_containers_are_traced_with_their_own_configuration() {
     std::fs::create_dir_all(&private).unwrap();
     let goenv = private.join("env");
 
+    // Its own copy of the go command, in its own filesystem: an executable the
+    // daemon first meets when the build execs it (as a toolchain GOTOOLCHAIN
+    // downloaded), probed through /proc/PID/exe.
     let container = format!(
-        "mount -t tmpfs tmpfs {dir} && printf 'GOPROXY=https://mirror.lab.test\\n' > {goenv} && exec go mod download",
+        "mount -t tmpfs tmpfs {dir} && printf 'GOPROXY=https://mirror.lab.test\\n' > {goenv} && cp \"$(command -v go)\" {dir}/go && GOROOT=\"$(dirname \"$(dirname \"$(command -v go)\")\")\" PATH={dir}:\"$PATH\" exec go mod download",
         dir = private.display(),
         goenv = goenv.display()
     );
@@ -530,6 +533,13 @@ fn builds_in_containers_are_traced_with_their_own_configuration() {
     assert_eq!(spans.iter().filter(|s| s["kind"] == "module").count(), 2, "{build:#}");
     let connects: Vec<&Value> = spans.iter().filter(|s| s["kind"] == "connect").collect();
     assert!(!connects.is_empty() && connects.iter().all(|s| s["host"] == "mirror.lab.test" && s["role"] == "proxy"), "{build:#}");
+    // Probed at its exec, a little after it started: said so. The requests seen
+    // from then on are the mirror's.
+    let notes = build["notes"].as_array().cloned().unwrap_or_default();
+    assert!(notes.iter().any(|n| n.as_str().is_some_and(|n| n.starts_with("requests: traced only from"))), "{build:#}");
+    for request in spans.iter().filter(|s| s["kind"] == "http" && s["attrs"]["url"].is_string()) {
+        assert_eq!((request["host"].as_str(), request["role"].as_str(), request["attrs"]["status"].as_u64()), (Some("mirror.lab.test"), Some("proxy"), Some(200)), "{request:#}");
+    }
 }
 
 /// A container of the gomod-trace image, removed when dropped.

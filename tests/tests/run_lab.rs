@@ -474,7 +474,7 @@ fn proxy_answers_404_and_go_falls_back_to_git() {
 fn failing_private_proxy_falls_through_to_the_next() {
     with_each_go("failing_private_proxy_falls_through_to_the_next", |lab, _go| {
         lab.require_modules(2);
-        // Over TLS: the 503 is hidden, the fall-through is not.
+        // Over TLS: the go command's own requests show the 503 (uprobes).
         let run = lab.traced_download_env(
             &[("GOPROXY", &format!("https://s503.lab.test|https://{PROXY_NAME}"))],
             Duration::from_secs(120),
@@ -485,7 +485,9 @@ fn failing_private_proxy_falls_through_to_the_next() {
         let f = finding(&run, "proxy_fallthrough");
         let message = f["message"].as_str().unwrap();
         assert!(message.contains("from the proxy https://s503.lab.test") && message.contains(&format!("to https://{PROXY_NAME}")), "{f:#}");
-        assert_eq!(serious_kinds(&run), ["proxy_fallthrough"]);
+        assert!(message.contains("which answered HTTP 503"), "{f:#}");
+        assert!(finding(&run, "http_error")["message"].as_str().unwrap().starts_with("s503.lab.test answered HTTP 503"));
+        assert_eq!(serious_kinds(&run), ["http_error", "proxy_fallthrough"]);
 
         // After `,` only 404/410 move on: a private proxy's 410 sends the module
         // paths to the next proxy all the same.
@@ -495,7 +497,7 @@ fn failing_private_proxy_falls_through_to_the_next() {
         );
         assert!(run.status.success(), "{}", run.stderr);
         let message = finding(&run, "proxy_fallthrough")["message"].as_str().unwrap().to_string();
-        assert!(message.contains("404 or 410"), "{message}");
+        assert!(message.contains("which answered HTTP 410"), "{message}");
         assert!(finding(&run, "proxy_fallthrough")["remedy"].as_str().unwrap().contains("GOPRIVATE"));
         assert_eq!(serious_kinds(&run), ["proxy_fallthrough"]);
 
@@ -517,7 +519,8 @@ fn failing_private_proxy_falls_through_to_the_next() {
             Duration::from_secs(120),
         );
         assert!(run.status.success(), "{}", run.stderr);
-        assert_eq!(serious_kinds(&run), ["proxy_fallthrough"]);
+        assert!(finding(&run, "proxy_fallthrough")["message"].as_str().unwrap().contains("which answered HTTP 403"));
+        assert_eq!(serious_kinds(&run), ["http_error", "proxy_fallthrough"]);
         use base64::Engine as _;
         let encoded = base64::engine::general_purpose::STANDARD.encode(format!("ci:{secret}"));
         assert_secret_absent(&run, secret, &encoded);
@@ -539,7 +542,9 @@ fn private_module_not_in_goprivate_goes_to_the_checksum_database() {
         assert_eq!(f["severity"], "error");
         assert!(f["message"].as_str().unwrap().contains("git.lab.test"), "{f:#}");
         assert!(f["remedy"].as_str().unwrap().contains("GOPRIVATE=lab.test"), "{f:#}");
-        assert_eq!(serious_kinds(&run), ["fallback_to_direct", "private_module_leak"]);
+        // The database's answer, inside TLS, quoted; and an error of its own.
+        assert!(f["message"].as_str().unwrap().contains("(GET /lookup/lab.test/private@v1.0.0: HTTP 404)"), "{f:#}");
+        assert_eq!(serious_kinds(&run), ["fallback_to_direct", "http_error", "private_module_leak"]);
 
         // Listed in GOPRIVATE: direct by design, nothing asked of the database.
         let mut fixed = base.to_vec();

@@ -59,7 +59,7 @@ fn fd_key(tgid: u32, fd: u32) -> u64 {
 
 /// The cookie of the socket a tracked process connected through `fd`, 0 if unknown.
 #[inline(always)]
-fn cookie_of(tgid: u32, fd: u32) -> u64 {
+pub fn cookie_of(tgid: u32, fd: u32) -> u64 {
     // SAFETY: the value is copied out at once.
     unsafe { SOCKET_FDS.get(&fd_key(tgid, fd)) }.copied().unwrap_or(0)
 }

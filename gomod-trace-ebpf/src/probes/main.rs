@@ -16,6 +16,8 @@ mod payload;
 #[cfg(target_arch = "bpf")]
 mod process;
 #[cfg(target_arch = "bpf")]
+mod requests;
+#[cfg(target_arch = "bpf")]
 mod socket;
 #[cfg(target_arch = "bpf")]
 mod tcp;

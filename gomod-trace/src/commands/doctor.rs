@@ -1,7 +1,7 @@
 //! `gomod-trace doctor`: what this host supports, checked for real (the programs are
 //! loaded and attached, then detached), and what is missing.
 use super::EXIT_TRACER_ERROR;
-use crate::probe::{Probe, ProbeOptions, TRACEPOINTS, host};
+use crate::probe::{Probe, ProbeOptions, TRACEPOINTS, host, requests::Outcome};
 
 fn line(ok: bool, what: &str, detail: &str) {
     let mark = if ok { "ok  " } else { "FAIL" };
@@ -42,7 +42,21 @@ pub fn doctor() -> i32 {
     if root {
         let options = ProbeOptions { go_command: "go".into(), scope: Some(std::process::id()) };
         match Probe::attach(&options) {
-            Ok(_probe) => check(true, "load and attach all programs", "ok (detached again)".into()),
+            Ok(mut probe) => {
+                check(true, "load and attach all programs", "ok (detached again)".into());
+                // The request uprobes, on each Go toolchain found (a failure here
+                // loses request data, not tracing: informational).
+                for toolchain in crate::probe::requests::known_toolchains(None) {
+                    let (ok, detail) = match probe.trace_requests(&toolchain) {
+                        Outcome::Traced { go_version, .. } => (true, format!("{go_version}: requests traced")),
+                        Outcome::NotTraced { go_version, reason } => {
+                            (false, format!("{}: requests not traced ({reason})", go_version.as_deref().unwrap_or("?")))
+                        }
+                        Outcome::Irrelevant => (false, "not a Go command with an HTTP client".into()),
+                    };
+                    line(ok, &format!("uprobes on {}", toolchain.display()), &detail);
+                }
+            }
             Err(e) => check(false, "load and attach all programs", e.to_string()),
         }
     }

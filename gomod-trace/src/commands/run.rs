@@ -44,10 +44,12 @@ struct Collector {
 }
 
 impl Collector {
-    fn drain(&mut self, ring: &mut RingBuf<MapData>) {
+    fn drain(&mut self, ring: &mut RingBuf<MapData>, probe: &mut Probe) {
+        let from = self.events.len();
         while let Some(item) = ring.next() {
             self.capture.record(&item, &mut self.events);
         }
+        probe.watch_executables(&mut self.events, from);
     }
 
     fn check_lost(&mut self, probe: &Probe) {
@@ -90,9 +92,16 @@ pub async fn run(args: &RunArgs) -> i32 {
         }
     };
     let mut collector = Collector {
-        capture: Capture::new(DecodeContext { drop_reasons: probe.drop_reasons.clone() }),
+        capture: Capture::new(DecodeContext {
+            drop_reasons: probe.drop_reasons.clone(),
+            go_executables: probe.go_executables(),
+        }),
         events: vec![clock_anchor()],
     };
+    // Probed before the command starts, so that its first requests are seen.
+    for toolchain in crate::probe::requests::known_toolchains(Some(&args.command[0])) {
+        probe.trace_requests(&toolchain);
+    }
 
     let mut child = match tokio::process::Command::new(&args.command[0]).args(&args.command[1..]).spawn() {
         Ok(child) => child,
@@ -116,7 +125,7 @@ pub async fn run(args: &RunArgs) -> i32 {
             status = child.wait() => break status,
             guard = ring.readable_mut() => match guard {
                 Ok(mut guard) => {
-                    collector.drain(guard.get_inner_mut());
+                    collector.drain(guard.get_inner_mut(), &mut probe);
                     guard.clear_ready();
                     collector.check_lost(&probe);
                     probe.flush_logs();
@@ -144,7 +153,7 @@ pub async fn run(args: &RunArgs) -> i32 {
     };
 
     tokio::time::sleep(SETTLE).await;
-    collector.drain(ring.get_mut());
+    collector.drain(ring.get_mut(), &mut probe);
     collector.check_lost(&probe);
     drop(ring);
     drop(probe);

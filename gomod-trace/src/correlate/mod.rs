@@ -175,6 +175,36 @@ impl Correlator {
                     socket.on_payload(b, at.ts_ns, *direction, data);
                 }
             }
+            Event::HttpRequest { at, pid, build, goroutine, method, url, truncated } => {
+                let Some(build_index) = self.build_of(*pid, *build) else { return };
+                let parent = self.processes.get(pid).and_then(|p| p.1);
+                let Some(b) = self.builds.get_mut(&build_index) else { return };
+                b.touch(at.ts_ns);
+                b.on_request(at.ts_ns, *pid, parent, *goroutine, method, url, *truncated);
+            }
+            Event::HttpConnection { at, pid, build, goroutine, cookie, http_major } => {
+                let Some(build_index) = self.build_of(*pid, *build) else { return };
+                let Some(b) = self.builds.get_mut(&build_index) else { return };
+                b.touch(at.ts_ns);
+                let Some(request) = b.request_of(*pid, *goroutine) else { return };
+                // Cookie 0: the socket could not be read; the request keeps the
+                // process as its parent rather than a guessed connection.
+                if let Some(socket) = self.sockets.get_mut(cookie).filter(|s| *cookie != 0 && s.build == build_index) {
+                    socket.carry_request(b, request, *http_major);
+                }
+            }
+            Event::HttpResponse { at, pid, build, goroutine, status, proto, error } => {
+                let Some(build_index) = self.build_of(*pid, *build) else { return };
+                let Some(b) = self.builds.get_mut(&build_index) else { return };
+                b.touch(at.ts_ns);
+                b.on_response(at.ts_ns, *pid, *goroutine, *status, proto.as_deref(), error.as_deref());
+            }
+            Event::GoExecutable { pid, build, go_version, not_traced, traced_from_ns, .. } => {
+                let Some(build_index) = self.build_of(*pid, *build) else { return };
+                if let Some(b) = self.builds.get_mut(&build_index) {
+                    b.on_go_executable(go_version.as_deref(), not_traced.as_deref(), *traced_from_ns);
+                }
+            }
             Event::Progress { ts_ns, cookie, counters } => {
                 if let Some(socket) = self.sockets.get_mut(cookie) {
                     socket.on_progress(*counters);

@@ -129,7 +129,35 @@ fn assign_roles(build: &mut BuildState, table: &EndpointTable) {
             .filter_map(|p| p.sni.as_ref().or(p.name.as_ref()).map(|n| n.to_ascii_lowercase())),
     );
     let cx = Context { table, root_comm, processes, module_hosts };
+    // A request the go command's client made (uprobes) is for its URL's host,
+    // whatever connection carried it: the URL decides, names are not guessed.
+    let requests: Vec<(usize, Role, Vec<usize>)> = build
+        .spans
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.kind == SpanKind::Http && s.attrs.contains_key("url"))
+        .filter_map(|(i, s)| {
+            let host = s.host.as_deref()?;
+            let addr = match Host::parse(host) {
+                Host::Addr(a) => Some(a),
+                Host::Name(_) => None,
+            };
+            let endpoints = table.lookup(addr, &[host], s.port.unwrap_or(443));
+            let endpoints = match s.attrs.get("target").and_then(Value::as_str) {
+                Some(target) if endpoints.len() > 1 => table.by_path(&endpoints, target).map_or(endpoints, |one| vec![one]),
+                _ => endpoints,
+            };
+            let role = table.role_of(&endpoints).unwrap_or_else(|| cx.unnamed_role(s.pid, Some(host)));
+            Some((i, role, endpoints))
+        })
+        .collect();
     let decided: Vec<(Vec<usize>, Roles)> = build.peers.iter().map(|peer| (peer.spans.clone(), peer_roles(&cx, peer))).collect();
+    for (i, role, endpoints) in requests {
+        let s = &mut build.spans[i];
+        s.role = role;
+        label_attrs(table, &endpoints, "entry", &mut s.attrs);
+        s.endpoints = endpoints;
+    }
     for (spans, roles) in decided {
         for span in spans {
             let s = &mut build.spans[span];
@@ -260,6 +288,7 @@ pub fn render(mut build: BuildState, anchor: (u64, i64), settings: &Settings) ->
         complete,
         state: None,
         config: build.config,
+        notes: build.notes,
         spans,
         findings,
     }

@@ -122,6 +122,12 @@ pub struct BuildState {
     /// Checksum database lookups of modules whose fetch has not shown yet
     /// (cmd/go verifies a go.mod before it writes it): (module, version) → name.
     sumdb_lookups: HashMap<(String, String), String>,
+    /// Requests of the go command's HTTP client in flight, by (pid, goroutine).
+    requests: HashMap<(u32, u64), usize>,
+    /// Whether the build's go command had its requests traced (uprobes).
+    pub requests_traced: bool,
+    /// What the timeline must say about how the build was seen.
+    pub notes: Vec<String>,
 }
 
 impl BuildState {
@@ -148,7 +154,105 @@ impl BuildState {
             vcs_activity: Vec::new(),
             zip_phase: HashMap::new(),
             sumdb_lookups: HashMap::new(),
+            requests: HashMap::new(),
+            requests_traced: false,
+            notes: Vec::new(),
         }
+    }
+
+    /// Whether a Go executable the build ran has its requests traced, and since when.
+    pub fn on_go_executable(&mut self, go_version: Option<&str>, not_traced: Option<&str>, traced_from_ns: Option<u64>) {
+        let note = match (not_traced, traced_from_ns) {
+            (None, None) => None,
+            (None, Some(from)) => Some(format!(
+                "requests: traced only from {} ms after the build started (its go executable was new to the tracer; earlier requests are missing)",
+                from.saturating_sub(self.start_ns) / 1_000_000
+            )),
+            (Some(reason), _) => Some(match go_version {
+                Some(version) if !reason.contains(version) => format!("requests: not traced ({version}: {reason})"),
+                _ => format!("requests: not traced ({reason})"),
+            }),
+        };
+        if not_traced.is_none() {
+            self.requests_traced = true;
+        }
+        if let Some(note) = note.filter(|n| !self.notes.contains(n)) {
+            self.notes.push(note);
+        }
+    }
+
+    /// The go command's HTTP client began a request on goroutine `goroutine`.
+    #[expect(clippy::too_many_arguments, reason = "the fields of one request event")]
+    pub fn on_request(&mut self, ts: u64, pid: u32, parent: Option<usize>, goroutine: u64, method: &str, url: &str, truncated: bool) {
+        self.requests_traced = true;
+        if let Some(&previous) = self.requests.get(&(pid, goroutine)) {
+            let p = &self.spans[previous];
+            let same = p.attrs.get("url").and_then(Value::as_str) == Some(url) && p.attrs.get("method").and_then(Value::as_str) == Some(method);
+            if same {
+                // The function started over on a bigger stack (its prologue's
+                // stack check calls morestack, which re-enters it): the uprobe
+                // at its entry fired again for the same call.
+                return;
+            }
+            // Its return was never seen (a lost record): not this request's end.
+            self.requests.remove(&(pid, goroutine));
+            self.spans[previous].attrs.insert("return_unseen".into(), true.into());
+        }
+        let span = self.open_span(SpanKind::Http, ts, pid, parent);
+        let s = &mut self.spans[span];
+        let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, target) = rest.split_at(authority_end);
+        let default_port = match scheme {
+            "http" => Some(80),
+            "https" => Some(443),
+            _ => None,
+        };
+        let (host, port) = match goenv::url_host(&format!("{scheme}://{authority}")) {
+            Some((host, port)) => (host, port.or(default_port)),
+            None => (authority.to_string(), default_port),
+        };
+        s.addr = host.parse().ok();
+        s.host = Some(host);
+        s.port = port;
+        s.attrs.insert("method".into(), method.into());
+        s.attrs.insert("target".into(), if target.is_empty() { "/" } else { target }.into());
+        s.attrs.insert("url".into(), url.into());
+        if truncated {
+            s.attrs.insert("truncated".into(), true.into());
+        }
+        self.requests.insert((pid, goroutine), span);
+    }
+
+    /// The request in flight on `goroutine`, if any.
+    pub fn request_of(&self, pid: u32, goroutine: u64) -> Option<usize> {
+        self.requests.get(&(pid, goroutine)).copied()
+    }
+
+    /// The round trip on `goroutine` ended: a response's status, or an error.
+    pub fn on_response(&mut self, ts: u64, pid: u32, goroutine: u64, status: Option<u16>, proto: Option<&str>, error: Option<&str>) {
+        let Some(span) = self.requests.remove(&(pid, goroutine)) else { return };
+        let s = &mut self.spans[span];
+        s.status = status;
+        if let Some(status) = status {
+            s.attrs.insert("status".into(), status.into());
+        }
+        if let Some(proto) = proto {
+            s.attrs.insert("proto".into(), proto.into());
+        }
+        if let Some(error) = error {
+            s.attrs.insert("error".into(), error.into());
+        }
+        s.outcome = Some(match (status, error) {
+            (Some(status), _) if status < 400 => Outcome::Ok,
+            (Some(_), _) => Outcome::Error,
+            (None, Some(e)) if e.contains("deadline exceeded") || e.contains("timeout") => Outcome::Timeout,
+            (None, Some(e)) if e.contains("context canceled") => Outcome::Aborted,
+            _ => Outcome::Error,
+        });
+        // The round trip's own end (a plaintext response may have ended it at
+        // its first bytes already).
+        s.end_ns = Some(ts.max(s.start_ns));
     }
 
     /// Module cache activity: opens, renames and removals under GOMODCACHE.
@@ -427,6 +531,9 @@ pub struct SocketState {
     closed_by: Option<&'static str>,
     /// This socket's entry in [`BuildState::peers`].
     peer: usize,
+    /// Requests of the go command's HTTP client sent on this plaintext socket
+    /// whose bytes have not been seen yet: the payload's request is theirs.
+    requests: std::collections::VecDeque<usize>,
     /// The latest reading of the socket's counters while it is open.
     progress: Option<Counters>,
 }
@@ -461,6 +568,7 @@ impl SocketState {
             closed_by: None,
             peer: b.peers.len(),
             progress: None,
+            requests: std::collections::VecDeque::new(),
         };
         b.peers.push(Peer {
             pid,
@@ -485,6 +593,27 @@ impl SocketState {
     /// The span of this socket's TCP connect.
     pub fn connect_span(&self) -> Option<usize> {
         self.connect
+    }
+
+    /// A request of the go command's HTTP client goes out on this socket: it
+    /// becomes the child of the socket's TLS handshake (or connect), and on a
+    /// plaintext socket the request the payload shows next is the same one.
+    pub fn carry_request(&mut self, b: &mut BuildState, request: usize, http_major: u8) {
+        let tunneled = b.peers[self.peer].tunnel.is_some();
+        let s = &mut b.spans[request];
+        s.parent = self.tls.or(self.connect).or(s.parent);
+        // Through an HTTP proxy's tunnel the address is the proxy's, not the
+        // URL host's: the parent span shows it.
+        if !tunneled {
+            s.addr = Some(self.remote.ip());
+        }
+        if http_major == 2 {
+            s.attrs.insert("proto".into(), "HTTP/2.0".into());
+        }
+        // (Twice for one request when the function re-entered after growing its stack.)
+        if self.tls.is_none() && !self.requests.contains(&request) {
+            self.requests.push_back(request);
+        }
     }
 
     fn role(&self) -> Role {
@@ -728,7 +857,9 @@ impl SocketState {
             return;
         }
         if let Ok(request) = http::parse_request(data) {
-            let span = self.span(b, SpanKind::Http, ts);
+            // A request the go command's client announced (uprobes) is this one.
+            let announced = self.requests.pop_front();
+            let span = announced.unwrap_or_else(|| self.span(b, SpanKind::Http, ts));
             let peer = &mut b.peers[self.peer];
             if request.method == "CONNECT" {
                 peer.tunnel = Some(request.target.clone());
@@ -746,13 +877,17 @@ impl SocketState {
                 peer.host_header.get_or_insert_with(|| host.clone());
             }
             let s = &mut b.spans[span];
+            self.http = Some(span);
+            if announced.is_some() {
+                // The client's own view (its URL) already names host and target.
+                return;
+            }
             // A CONNECT names its target; the span stays the proxy's.
             if let Some(host) = request.host.as_ref().filter(|_| request.method != "CONNECT") {
                 s.host = Some(goenv::url_host(host).map_or_else(|| host.clone(), |(h, _)| h));
             }
             s.attrs.insert("method".into(), request.method.into());
             s.attrs.insert("target".into(), request.target.into());
-            self.http = Some(span);
         }
     }
 

@@ -598,3 +598,204 @@ fn a_connection_reset_mid_zip_is_a_cut_download() {
     assert_eq!(serious(&b), ["transfer_reset"], "{:#?}", b.findings);
     assert!(b.findings[0].message.contains("m.corp/x@v1.0.0") && b.findings[0].message.contains("68233 bytes"));
 }
+
+impl Stream {
+    /// A TLS connection from `start` with this SNI: connect, ClientHello, and
+    /// the server's answer (a minimal handshake record; its parse fails, the
+    /// handshake stays open, as an encrypted one does for the correlator).
+    fn tls(&mut self, start: u64, cookie: u64, remote: &str, sni: &str) {
+        self.tcp(start, ROOT, cookie, remote, None);
+        let hello = crate::proto::tls::tests::client_hello_for(sni);
+        self.payload(start + 2 * MS, cookie, Direction::Egress, Protocol::Tcp, hello);
+    }
+
+    /// A request of the go command's client (uprobes) on goroutine `g`, sent on
+    /// socket `cookie` (0: not known), answered with `status` or `error` at `end`.
+    fn request(&mut self, start: u64, g: u64, url: &str, cookie: u64, end: Option<(u64, Option<u16>, Option<&str>)>) {
+        let at = self.at(start);
+        self.events.push(Event::HttpRequest { at, pid: ROOT, build: ROOT, goroutine: g, method: "GET".into(), url: url.into(), truncated: false });
+        let at = self.at(start);
+        self.events.push(Event::HttpConnection { at, pid: ROOT, build: ROOT, goroutine: g, cookie, http_major: 2 });
+        if let Some((end, status, error)) = end {
+            let at = self.at(end);
+            let proto = status.map(|_| "HTTP/2.0".to_string());
+            self.events.push(Event::HttpResponse { at, pid: ROOT, build: ROOT, goroutine: g, status, proto, error: error.map(str::to_string) });
+        }
+    }
+
+    /// What became of the root's executable: known at its exec's own time (the
+    /// event sorts after the exec).
+    fn go_executable(&mut self, not_traced: Option<&str>) {
+        let ts_ns = 1;
+        self.events.push(Event::GoExecutable {
+            ts_ns,
+            pid: ROOT,
+            build: ROOT,
+            path: "/usr/bin/go".into(),
+            go_version: Some("go1.17.13".into()),
+            not_traced: not_traced.map(str::to_string),
+            traced_from_ns: None,
+        });
+    }
+}
+
+fn finding<'a>(b: &'a Build, kind: &str) -> &'a crate::timeline::Finding {
+    b.findings.iter().find(|f| f.kind == kind).unwrap_or_else(|| panic!("no {kind} in {:#?}", b.findings))
+}
+
+#[test]
+fn requests_inside_tls_hang_under_their_handshake_and_findings_quote_their_status() {
+    let mut s = Stream::new(&[("GOPROXY", "https://private.example|https://proxy.golang.org"), ("GOSUMDB", "off")]);
+    s.go_executable(None);
+    s.dns(10 * MS, 1, "10.0.0.53:53", "private.example", TYPE::A, Some((RCODE::NoError, &["10.1.0.1"])));
+    s.tls(20 * MS, 11, "10.1.0.1:443", "private.example");
+    s.request(30 * MS, 7, "https://private.example/example.com/m/@v/list", 11, Some((40 * MS, Some(401), None)));
+    s.dns(50 * MS, 2, "10.0.0.53:53", "proxy.golang.org", TYPE::A, Some((RCODE::NoError, &["10.2.0.1"])));
+    s.tls(60 * MS, 12, "10.2.0.1:443", "proxy.golang.org");
+    s.request(70 * MS, 7, "https://proxy.golang.org/example.com/m/@v/list", 12, Some((80 * MS, Some(200), None)));
+    let b = s.finish(100 * MS, 0);
+
+    let http = spans_of(&b, SpanKind::Http);
+    assert_eq!(http.len(), 2, "{http:#?}");
+    let tls = spans_of(&b, SpanKind::Tls);
+    for (request, handshake) in http.iter().zip(&tls) {
+        assert_eq!(request.parent, Some(handshake.id), "a request hangs under the handshake of its socket");
+        assert_eq!(request.role, Role::Proxy);
+        assert_eq!(request.attrs["proto"], "HTTP/2.0");
+    }
+    assert_eq!((http[0].attrs["status"].as_u64(), http[0].outcome), (Some(401), Some(Outcome::Error)));
+    assert_eq!(http[0].attrs["entry"], "GOPROXY[1] https://private.example");
+    assert_eq!(http[0].addr.as_deref(), Some("10.1.0.1"));
+    assert_eq!((http[1].attrs["status"].as_u64(), http[1].outcome), (Some(200), Some(Outcome::Ok)));
+    let fallthrough = finding(&b, "proxy_fallthrough");
+    assert!(fallthrough.message.contains("answered HTTP 401 ×1 (e.g. GET /example.com/m/@v/list)"), "{}", fallthrough.message);
+    let error = finding(&b, "http_error");
+    assert!(error.message.starts_with("private.example answered HTTP 401"), "{}", error.message);
+    assert!(b.notes.is_empty(), "{:?}", b.notes);
+}
+
+#[test]
+fn two_entries_on_one_host_inside_tls_are_told_apart_by_the_url() {
+    let mut s = Stream::new(&[("GOPROXY", "https://corp.example/a,https://corp.example/b"), ("GOSUMDB", "off")]);
+    s.go_executable(None);
+    s.dns(10 * MS, 1, "10.0.0.53:53", "corp.example", TYPE::A, Some((RCODE::NoError, &["10.1.0.1"])));
+    s.tls(20 * MS, 11, "10.1.0.1:443", "corp.example");
+    s.request(30 * MS, 7, "https://corp.example/a/example.com/m/@v/v1.0.0.info", 11, Some((40 * MS, Some(404), None)));
+    s.request(50 * MS, 7, "https://corp.example/b/example.com/m/@v/v1.0.0.info", 11, Some((60 * MS, Some(200), None)));
+    let b = s.finish(100 * MS, 0);
+    let http = spans_of(&b, SpanKind::Http);
+    assert_eq!(http[0].attrs["entry"], "GOPROXY[1] https://corp.example/a");
+    assert_eq!(http[1].attrs["entry"], "GOPROXY[2] https://corp.example/b");
+    let fallthrough = finding(&b, "proxy_fallthrough");
+    assert!(fallthrough.message.contains("https://corp.example/a (GOPROXY entry 1), which answered HTTP 404"), "{}", fallthrough.message);
+    // A 404 that the next entry answered is the protocol's "not here".
+    assert_eq!(finding(&b, "http_error").severity, Severity::Info);
+}
+
+#[test]
+fn the_404_that_sent_go_direct_is_named() {
+    let mut s = Stream::new(&[("GOPROXY", "https://proxy.example,direct"), ("GOSUMDB", "off")]).go_mod(&["example.com/m"]);
+    s.go_executable(None);
+    s.dns(10 * MS, 1, "10.0.0.53:53", "proxy.example", TYPE::A, Some((RCODE::NoError, &["10.1.0.1"])));
+    s.tls(20 * MS, 11, "10.1.0.1:443", "proxy.example");
+    s.request(30 * MS, 7, "https://proxy.example/example.com/m/@v/v1.0.0.info", 11, Some((40 * MS, Some(404), None)));
+    s.dns(50 * MS, 2, "10.0.0.53:53", "example.com", TYPE::A, Some((RCODE::NoError, &["10.3.0.1"])));
+    s.tls(60 * MS, 12, "10.3.0.1:443", "example.com");
+    s.request(70 * MS, 9, "https://example.com/m?go-get=1", 12, Some((80 * MS, Some(200), None)));
+    let b = s.finish(100 * MS, 0);
+    let http = spans_of(&b, SpanKind::Http);
+    assert_eq!(http[1].role, Role::Vcs, "cmd/go's discovery request is a direct fetch: {:#?}", http[1]);
+    assert_eq!(http[1].attrs["target"], "/m?go-get=1");
+    let fallback = finding(&b, "fallback_to_direct");
+    assert!(fallback.message.contains("which answered HTTP 404 ×1 (e.g. GET /example.com/m/@v/v1.0.0.info)"), "{}", fallback.message);
+}
+
+#[test]
+fn a_plaintext_request_the_client_announced_is_one_span() {
+    let mut s = Stream::new(&[("GOPROXY", "http://proxy.example"), ("GOSUMDB", "off")]);
+    s.go_executable(None);
+    s.dns(10 * MS, 1, "10.0.0.53:53", "proxy.example", TYPE::A, Some((RCODE::NoError, &["10.1.0.1"])));
+    s.tcp(20 * MS, ROOT, 11, "10.1.0.1:80", None);
+    s.request(30 * MS, 7, "http://proxy.example/example.com/m/@v/list", 11, None);
+    s.http(31 * MS, 11, "GET /example.com/m/@v/list HTTP/1.1\r\nHost: proxy.example\r\n\r\n", Some(200));
+    let at = s.at(33 * MS);
+    s.events.push(Event::HttpResponse { at, pid: ROOT, build: ROOT, goroutine: 7, status: Some(200), proto: Some("HTTP/1.1".into()), error: None });
+    let b = s.finish(100 * MS, 0);
+    let http = spans_of(&b, SpanKind::Http);
+    assert_eq!(http.len(), 1, "{http:#?}");
+    assert_eq!(http[0].attrs["url"], "http://proxy.example/example.com/m/@v/list");
+    assert_eq!(http[0].attrs["proto"], "HTTP/1.1");
+    assert_eq!(http[0].port, Some(80));
+}
+
+#[test]
+fn a_request_that_failed_or_never_returned_says_so() {
+    let mut s = Stream::new(&[("GOPROXY", "https://proxy.example"), ("GOSUMDB", "off")]);
+    s.go_executable(None);
+    s.dns(10 * MS, 1, "10.0.0.53:53", "proxy.example", TYPE::A, Some((RCODE::NoError, &["10.1.0.1"])));
+    s.tls(20 * MS, 11, "10.1.0.1:443", "proxy.example");
+    s.request(30 * MS, 7, "https://proxy.example/a/@v/list", 11, Some((30 * MS + 30 * S, None, Some("context deadline exceeded"))));
+    s.request(40 * MS, 8, "https://proxy.example/b/@v/list", 11, None);
+    let b = s.finish(31 * S, 1);
+    let http = spans_of(&b, SpanKind::Http);
+    assert_eq!((http[0].outcome, http[0].attrs["error"].as_str()), (Some(Outcome::Timeout), Some("context deadline exceeded")));
+    assert!(!http[0].attrs.contains_key("status"));
+    assert_eq!(http[1].outcome, Some(Outcome::Aborted));
+    assert_eq!(http[1].attrs["unfinished"], true);
+}
+
+#[test]
+fn a_go_whose_requests_are_not_traced_is_noted_and_inference_says_so() {
+    let mut s = Stream::new(&[("GOPROXY", "https://private.example,https://proxy.golang.org"), ("GOSUMDB", "off")]);
+    s.go_executable(Some("go1.17.13 unsupported"));
+    s.dns(10 * MS, 1, "10.0.0.53:53", "private.example", TYPE::A, Some((RCODE::NoError, &["10.1.0.1"])));
+    s.tls(20 * MS, 11, "10.1.0.1:443", "private.example");
+    s.dns(50 * MS, 2, "10.0.0.53:53", "proxy.golang.org", TYPE::A, Some((RCODE::NoError, &["10.2.0.1"])));
+    s.tls(60 * MS, 12, "10.2.0.1:443", "proxy.golang.org");
+    let b = s.finish(100 * MS, 0);
+    assert_eq!(b.notes, ["requests: not traced (go1.17.13 unsupported)"]);
+    let fallthrough = finding(&b, "proxy_fallthrough");
+    assert!(fallthrough.message.contains("404 or 410 (inferred"), "{}", fallthrough.message);
+}
+
+#[test]
+fn a_go_probed_after_it_started_says_from_when() {
+    let mut s = Stream::new(&[("GOPROXY", "https://proxy.example"), ("GOSUMDB", "off")]);
+    let ts_ns = 1;
+    s.events.insert(1, Event::GoExecutable {
+        ts_ns,
+        pid: ROOT,
+        build: ROOT,
+        path: "/root/go/pkg/mod/golang.org/toolchain@v0.0.1-go1.23.4.linux-amd64/bin/go".into(),
+        go_version: Some("go1.23.4".into()),
+        not_traced: None,
+        traced_from_ns: Some(40 * MS),
+    });
+    let b = s.finish(100 * MS, 0);
+    assert_eq!(
+        b.notes,
+        ["requests: traced only from 39 ms after the build started (its go executable was new to the tracer; earlier requests are missing)"]
+    );
+}
+
+#[test]
+fn a_round_trip_that_restarts_on_a_grown_stack_is_one_request() {
+    let mut s = Stream::new(&[("GOPROXY", "http://proxy.example"), ("GOSUMDB", "off")]);
+    s.go_executable(None);
+    s.tcp(20 * MS, ROOT, 11, "10.1.0.1:80", None);
+    let url = "http://proxy.example/example.com/m/@v/list";
+    // The entry uprobe fires twice (morestack re-enters the function), and so may
+    // the connection's.
+    s.request(30 * MS, 7, url, 11, None);
+    s.request(30 * MS + 50_000, 7, url, 11, None);
+    s.http(31 * MS, 11, "GET /example.com/m/@v/list HTTP/1.1\r\nHost: proxy.example\r\n\r\n", Some(200));
+    let at = s.at(33 * MS);
+    s.events.push(Event::HttpResponse { at, pid: ROOT, build: ROOT, goroutine: 7, status: Some(200), proto: Some("HTTP/1.1".into()), error: None });
+    s.tcp(40 * MS, ROOT, 12, "10.1.0.1:80", None);
+    s.http(41 * MS, 12, "GET /other HTTP/1.1\r\nHost: proxy.example\r\n\r\n", Some(200));
+    let b = s.finish(100 * MS, 0);
+    let http = spans_of(&b, SpanKind::Http);
+    assert_eq!(http.len(), 2, "{http:#?}");
+    assert_eq!((http[0].attrs["status"].as_u64(), http[0].attrs.get("return_unseen")), (Some(200), None));
+    assert_eq!(http[1].attrs["target"], "/other", "a later payload request is its own span");
+}

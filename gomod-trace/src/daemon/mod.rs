@@ -141,7 +141,10 @@ async fn serve(config: DaemonConfig) -> Result<(), String> {
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let (events_tx, events_rx) = mpsc::channel::<Vec<Event>>(QUEUE_BATCHES);
-    let context = DecodeContext { drop_reasons: probe.drop_reasons.clone() };
+    let context = DecodeContext { drop_reasons: probe.drop_reasons.clone(), go_executables: probe.go_executables() };
+    for toolchain in crate::probe::requests::known_toolchains(None) {
+        probe.trace_requests(&toolchain);
+    }
 
     let writer = spawn_writer(history, config.retention);
     let correlator = tokio::spawn(correlate(events_rx, writer.0.clone(), shared.clone(), config.idle_timeout, config.settings));
@@ -199,9 +202,11 @@ async fn read(
                     break;
                 };
                 peak_fill = peak_fill.max(fill.ratio());
+                let from = batch.len();
                 while let Some(item) = guard.get_inner_mut().next() {
                     capture.record(&item, &mut batch);
                 }
+                probe.watch_executables(&mut batch, from);
                 guard.clear_ready();
             }
             _ = stats.tick() => {

@@ -107,6 +107,23 @@ fn detail(span: &Span) -> String {
     }
 }
 
+/// A request the way cmd/go's `-x` flag prints it: `# get URL: 200 OK (0.031s)`
+/// (cmd/go only sends GETs; another method is printed as itself).
+fn go_x_line(span: &Span) -> String {
+    let url = text_list(attr(span, "url"));
+    let seconds = span.duration_ms.map_or_else(|| "…".to_string(), |ms| format!("{:.3}s", ms / 1000.0));
+    let result = match (attr(span, "status").and_then(Value::as_u64), attr(span, "error").and_then(Value::as_str)) {
+        (Some(status), _) => {
+            let reason = u16::try_from(status).ok().and_then(|s| http::StatusCode::from_u16(s).ok()).and_then(|s| s.canonical_reason());
+            format!("{status} {}", reason.unwrap_or_default()).trim_end().to_string()
+        }
+        (None, Some(error)) => error.to_string(),
+        (None, None) => "no answer (still waiting when the trace ended)".to_string(),
+    };
+    let method = text_list(attr(span, "method")).to_ascii_lowercase();
+    format!("# {method} {url}: {result} ({seconds})")
+}
+
 /// The host, or for a module fetch the module@version.
 fn host_column(span: &Span) -> String {
     match (span.kind, attr(span, "module").and_then(Value::as_str), attr(span, "version").and_then(Value::as_str)) {
@@ -176,6 +193,16 @@ fn render_build(out: &mut String, build: &Build, p: &Painter) {
             bar(start, total, span),
         );
         let _ = writeln!(out, "{}", if failed { p.paint(red(), &line) } else { line });
+    }
+    let requests: Vec<&Span> = build.spans.iter().filter(|s| s.kind == SpanKind::Http && attr(s, "url").is_some()).collect();
+    if !requests.is_empty() {
+        let _ = writeln!(out, "\n  requests of the go command (as `go -x` prints them)");
+    }
+    for span in requests {
+        let _ = writeln!(out, "  {}", go_x_line(span));
+    }
+    for note in &build.notes {
+        let _ = writeln!(out, "\n  {}", p.paint(yellow(), &format!("note: {note}")));
     }
     if build.findings.is_empty() {
         let _ = writeln!(out, "\n  no findings");

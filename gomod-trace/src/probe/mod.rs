@@ -2,6 +2,7 @@
 //! embedded programs, configures and attaches them, and hands out the ring buffer.
 //! Dropping a [`Probe`] detaches everything.
 pub mod host;
+pub mod requests;
 
 use std::{
     collections::BTreeMap,
@@ -84,6 +85,10 @@ pub struct ProbeOptions {
 
 pub struct Probe {
     ebpf: Ebpf,
+    /// Process name of the Go command.
+    go_command: String,
+    /// The request uprobes, per Go executable.
+    requests: requests::Requests,
     /// Kept alive: dropping it closes the log map (see environment.md).
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     pub drop_reasons: BTreeMap<u32, String>,
@@ -217,7 +222,24 @@ impl Probe {
             let p: &mut CgroupSkb = loaded(&mut ebpf, program)?;
             p.attach(&cgroup, attach_type, CGROUP_MODE).map_err(program_error(program))?;
         }
-        Ok(Probe { ebpf, logger, drop_reasons: tracepoints.drop_reasons })
+        let requests = requests::Requests::load(&mut ebpf);
+        Ok(Probe { ebpf, go_command: options.go_command.clone(), requests, logger, drop_reasons: tracepoints.drop_reasons })
+    }
+
+    /// Probes the HTTP requests of the Go executable at `path` (once per file).
+    pub fn trace_requests(&mut self, path: &std::path::Path) -> requests::Outcome {
+        self.requests.trace(&mut self.ebpf, path)
+    }
+
+    /// Examines (and probes) the executables of the execs among `events[from..]`,
+    /// appending what became of Go commands as `GoExecutable` events.
+    pub fn watch_executables(&mut self, events: &mut Vec<crate::event::Event>, from: usize) {
+        self.requests.watch(&mut self.ebpf, &self.go_command, events, from);
+    }
+
+    /// The probed executables, for naming the errors requests end with.
+    pub fn go_executables(&self) -> crate::goerrors::Executables {
+        self.requests.executables.clone()
     }
 
     /// Forwards what the programs logged to this process's logger.

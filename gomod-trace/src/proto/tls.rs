@@ -151,7 +151,7 @@ pub fn parse_first_record(bytes: &[u8]) -> Result<TlsRecord, ProtoError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -174,9 +174,13 @@ mod tests {
         assert!(!is_encrypted_alert(b""));
     }
 
-    /// A minimal TLS 1.2-style ClientHello with SNI "proxy.lab.test" and ALPN h2.
     fn client_hello() -> Vec<u8> {
-        let sni_name = b"proxy.lab.test";
+        client_hello_for("proxy.lab.test")
+    }
+
+    /// A minimal TLS 1.2-style ClientHello with this SNI and ALPN h2.
+    pub(crate) fn client_hello_for(sni_name: &str) -> Vec<u8> {
+        let sni_name = sni_name.as_bytes();
         let mut sni = vec![0u8, 0]; // server_name extension type
         let list_len = 3 + sni_name.len();
         sni.extend_from_slice(&((list_len + 2) as u16).to_be_bytes());

@@ -122,9 +122,15 @@ fn talks_to(span: &SpanState, role: Role) -> bool {
     reaches(span).0 == Some(role)
 }
 
-/// A plaintext request for the checksum database (`<proxy>/sumdb/<name>/…`).
+/// A request for the checksum database through a proxy (`<proxy>/sumdb/<name>/…`).
 fn is_sumdb_request(span: &SpanState) -> bool {
     str_attr(span, "target").is_some_and(|t| t.contains("/sumdb/"))
+}
+
+/// cmd/go asking a proxy whether it serves the checksum database
+/// (`/sumdb/<name>/supported`): 404 or 410 is the protocol's "no", not an error.
+fn is_sumdb_support_probe(span: &SpanState) -> bool {
+    is_sumdb_request(span) && str_attr(span, "target").is_some_and(|t| t.split('?').next().unwrap_or(t).ends_with("/supported"))
 }
 
 impl<'a> Fetch<'a> {
@@ -323,17 +329,39 @@ impl<'a> Fetch<'a> {
             .collect();
         failures.sort_unstable();
         failures.dedup();
+        // Errors the go command's client got from it (request uprobes).
+        let mut errors: Vec<&str> = Vec::new();
+        for (i, s) in self.entry_spans(entry).filter(|(_, s)| s.kind == SpanKind::Http) {
+            if let Some(error) = str_attr(s, "error") {
+                if !errors.contains(&error) {
+                    errors.push(error);
+                }
+                evidence.push(i);
+            }
+        }
+        // Never reached: the connection's failure says more than the error type
+        // the client got for it.
         let answer = if statuses.is_empty() && !reached && !failures.is_empty() {
             format!("could not be reached ({})", failures.join(", "))
+        } else if statuses.is_empty() && !errors.is_empty() {
+            format!("failed: {}", errors.join("; "))
         } else if statuses.is_empty() {
-            if any_error {
-                "failed (the exact error is inside TLS)".to_string()
-            } else {
-                "answered 404 or 410 (after `,` nothing else moves cmd/go on; TLS hides the status)".to_string()
+            // No request data: what the configuration implies, said as such.
+            match (self.build.requests_traced, any_error) {
+                (true, _) => "answered no error status in the requests traced".to_string(),
+                (false, true) => "failed (inferred: the requests were not traced and TLS hides the error)".to_string(),
+                (false, false) => {
+                    "answered 404 or 410 (inferred: after `,` nothing else moves cmd/go on; the requests were not traced and TLS hides the status)".to_string()
+                }
             }
         } else {
             let list: Vec<String> = statuses.iter().map(|(st, n)| format!("{st} ×{n}")).collect();
-            format!("answered HTTP {}", list.join(", "))
+            let first = &self.build.spans[evidence[0]];
+            let example = match (str_attr(first, "method"), str_attr(first, "target")) {
+                (Some(method), Some(target)) => format!(" (e.g. {method} {target})"),
+                _ => String::new(),
+            };
+            format!("answered HTTP {}{example}", list.join(", "))
         };
         (answer, evidence)
     }
@@ -450,7 +478,7 @@ impl<'a> Fetch<'a> {
             else {
                 continue;
             };
-            // Plaintext requests to the next entry that were all for the checksum
+            // Requests to the next entry that were all for the checksum
             // database: cmd/go asking for /sumdb/<name>/supported, not a fall-through.
             let to_requests: Vec<&SpanState> = self.entry_spans(to).filter(|(_, s)| s.kind == SpanKind::Http).map(|(_, s)| s).collect();
             if !to_requests.is_empty() && to_requests.iter().all(|s| is_sumdb_request(s)) {
@@ -466,7 +494,7 @@ impl<'a> Fetch<'a> {
             // Inside TLS, with the checksum database in use, a contact with the next
             // entry may be cmd/go asking it for /sumdb/<name>/supported after the
             // first answered 404 there: that is not a failure, so say only what is seen.
-            if !seen && self.sumdb_in_use() {
+            if !seen && self.sumdb_in_use() && !self.build.requests_traced {
                 return Some(Finding {
                     kind: "proxy_fallthrough".into(),
                     severity: Severity::Info,
@@ -534,6 +562,15 @@ impl<'a> Fetch<'a> {
         for group in self.sumdb_lookups(sumdb) {
             asked.extend(group.queries.iter().copied().filter(|&q| self.build.spans[q].start_ns >= vcs.start_ns));
         }
+        // The lookups themselves, where the go command's requests are traced.
+        let lookups: Vec<(usize, &SpanState)> = self
+            .spans()
+            .filter(|(_, s)| {
+                s.kind == SpanKind::Http && talks_to(s, Role::Sumdb) && s.start_ns >= vcs.start_ns
+                    && str_attr(s, "target").is_some_and(|t| t.contains("/lookup/"))
+            })
+            .collect();
+        asked.extend(lookups.iter().map(|(i, _)| *i));
         let looked_up = exposed.iter().any(|(_, s)| s.attrs.contains_key("sumdb_lookup"));
         if asked.is_empty() && !looked_up {
             return None;
@@ -559,6 +596,14 @@ impl<'a> Fetch<'a> {
                     .find_map(|(_, s)| s.host.clone())
             })
             .unwrap_or_else(|| "<module path prefix>".into());
+        let answer = lookups.first().map_or(String::new(), |(_, s)| {
+            let target = str_attr(s, "target").unwrap_or("");
+            match (s.status, str_attr(s, "error")) {
+                (Some(status), _) => format!(" (GET {target}: HTTP {status})"),
+                (None, Some(error)) => format!(" (GET {target}: {error})"),
+                (None, None) => format!(" (GET {target})"),
+            }
+        });
         let outcome = if self.failed {
             "; the database does not know private modules, so verification failed and so did the build"
         } else {
@@ -571,7 +616,7 @@ impl<'a> Fetch<'a> {
             kind: "private_module_leak".into(),
             severity: self.severity_if_failed(),
             message: format!(
-                "{what} came from a private host ({}) but GOPRIVATE/GONOSUMDB do not cover it, so cmd/go asked the checksum database {name} about it: the private module path left the network{outcome}",
+                "{what} came from a private host ({}) but GOPRIVATE/GONOSUMDB do not cover it, so cmd/go asked the checksum database {name} about it{answer}: the private module path left the network{outcome}",
                 destination(vcs)
             ),
             remedy: format!(
@@ -841,13 +886,15 @@ impl<'a> Fetch<'a> {
             .collect()
     }
 
-    /// HTTP error statuses from servers (plaintext HTTP; inside TLS they are not
-    /// visible), one finding per host and status.
+    /// HTTP error statuses from servers, one finding per host and status: every
+    /// request of the go command when its requests are traced (uprobes), else
+    /// plaintext HTTP only (inside TLS nothing else shows them).
     fn http_errors(&self) -> Vec<Finding> {
         let mut groups: BTreeMap<(String, u16), Vec<usize>> = BTreeMap::new();
         for (i, s) in self.spans() {
             if let Some(status) = s.status.filter(|&st| st >= 400)
                 && !is_connect_request(s)
+                && !(is_sumdb_support_probe(s) && matches!(status, 404 | 410))
             {
                 groups.entry((s.host.clone().unwrap_or_else(|| destination(s)), status)).or_default().push(i);
             }
