@@ -588,6 +588,11 @@ fn inspects_every_installed_go_command() {
                 f.entry
             );
             assert_stack_check(&bytes[f.entry as usize..], &what);
+            // The entry probe sits just after the check: on the frame pointer's
+            // push since Go 1.21, on `sub rsp, N` (48 81 ec / 48 83 ec) before.
+            assert!(f.probe > f.entry && f.probe - f.entry <= 18, "{what}: probe at {:#x}", f.probe);
+            let at = &bytes[f.probe as usize..f.probe as usize + 3];
+            assert!(at[0] == 0x55 || at[..2] == [0x48, 0x81] || at[..2] == [0x48, 0x83], "{what}: {at:02x?} at {:#x}", f.probe);
             for &ret in &f.returns {
                 assert!(in_text(ret) && ret > f.entry, "{what}: RET at {ret:#x}");
                 assert_eq!(bytes[ret as usize], 0xc3, "{what}: RET at {ret:#x}");

@@ -7,6 +7,12 @@
 //! accounting of the programs (kernel.bpf_stats_enabled): runs and nanoseconds per
 //! run of each program while the untracked workloads ran, which does not depend on
 //! how noisy the machine is.
+//!
+//! The request uprobes are measured with a Go program (`xtask/httpbench`) that
+//! sends keep-alive GETs to itself on loopback: without the tracer, while the
+//! tracer's probes are on its executable but this instance is not part of a
+//! build (the uprobe's trap and one map lookup per request), and traced (every
+//! request recorded).
 use std::{
     net::{TcpListener, TcpStream},
     process::{Child, Command, Stdio},
@@ -18,6 +24,59 @@ use anyhow::{Context as _, Result, ensure};
 const TCP_CONNECTS: u32 = 4_000;
 const EXECS: u32 = 300;
 const OPENS: u32 = 20_000;
+const REQUESTS: u32 = 2_000;
+/// The process name `run` is told to trace (`--go-command`).
+const HTTPBENCH: &str = "httpbench";
+
+/// Builds xtask/httpbench with Go 1.23 (a release the uprobes support), offline.
+fn build_httpbench() -> Result<std::path::PathBuf> {
+    let root = super::workspace_root();
+    let out = root.join("target/httpbench").join(HTTPBENCH);
+    let cache = root.join("target/httpbench/gocache");
+    let status = Command::new("/usr/lib/go-1.23/bin/go")
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg(".")
+        .current_dir(root.join("xtask/httpbench"))
+        .env("GO111MODULE", "off")
+        .env("GOTOOLCHAIN", "local")
+        .env("GOPROXY", "off")
+        .env("GOCACHE", &cache)
+        .env("GOPATH", root.join("target/httpbench/gopath"))
+        .status()
+        .context("run go build")?;
+    ensure!(status.success(), "building xtask/httpbench failed");
+    Ok(out)
+}
+
+/// Nanoseconds per request the workload measured itself, run as `command`.
+fn requests(mut command: Command) -> Result<Duration> {
+    let out = command.stderr(Stdio::inherit()).output().context("run httpbench")?;
+    ensure!(out.status.success(), "httpbench failed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ns: u64 = text.lines().last().unwrap_or_default().trim().parse().with_context(|| format!("httpbench printed {text:?}"))?;
+    Ok(Duration::from_nanos(ns))
+}
+
+/// The workload alone, or traced by `gomod-trace run` (every request recorded).
+fn httpbench(client: &std::path::Path, tracer: Option<&std::path::Path>) -> Command {
+    let n = REQUESTS.to_string();
+    match tracer {
+        None => {
+            let mut command = Command::new(client);
+            command.args(["-n", &n]);
+            command
+        }
+        Some(tracer) => {
+            let mut command = Command::new(tracer);
+            command
+                .args(["run", "--format", "json", "--output", "/dev/null", "--go-command", HTTPBENCH, "--"])
+                .arg(client)
+                .args(["-n", &n]);
+            command
+        }
+    }
+}
 
 /// Per-operation time of `n` loopback TCP connect + accept + close.
 fn tcp_connects(n: u32) -> Result<Duration> {
@@ -61,8 +120,16 @@ struct Tracer(Child);
 
 impl Tracer {
     fn attach(binary: &std::path::Path) -> Result<Tracer> {
+        Tracer::holding(binary, &[], &["sleep", "3600"])
+    }
+
+    /// `gomod-trace run TRACER_ARGS -- COMMAND`, attached once COMMAND started.
+    fn holding(binary: &std::path::Path, tracer_args: &[&str], command: &[&str]) -> Result<Tracer> {
         let child = Command::new(binary)
-            .args(["run", "--format", "json", "--", "sleep", "3600"])
+            .args(["run", "--format", "json", "--output", "/dev/null"])
+            .args(tracer_args)
+            .arg("--")
+            .args(command)
             .stdout(Stdio::null())
             .spawn()
             .context("start gomod-trace")?;
@@ -106,7 +173,11 @@ fn program_stats() -> Result<std::collections::BTreeMap<String, (u64, u64)>> {
     Ok(stats)
 }
 
-const PROGRAMS: [&str; 21] = [
+const PROGRAMS: [&str; 25] = [
+    "go_round_trip",
+    "go_round_trip_return",
+    "go_h1_connection",
+    "go_h2_connection",
     "sched_process_exec",
     "sched_process_fork",
     "sched_process_exit",
@@ -159,9 +230,13 @@ pub fn bench(rounds: usize) -> Result<()> {
     super::build()?;
     let binary = super::workspace_root().join("target/debug/gomod-trace");
     println!("xtask: {rounds} rounds of {TCP_CONNECTS} loopback TCP connects, {EXECS} execs of /bin/true and {OPENS} file opens, without and with the tracer");
+    let client = build_httpbench()?;
+    let client_path = client.to_str().context("utf-8 path")?;
     let (mut tcp, mut exec, mut open) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
+    let mut request = [Vec::new(), Vec::new(), Vec::new()];
     // Warm up caches and the loopback path once.
     tcp_connects(TCP_CONNECTS / 4)?;
+    requests(httpbench(&client, None))?;
     for round in 0..rounds {
         for traced in [false, true] {
             let _tracer = if traced { Some(Tracer::attach(&binary)?) } else { None };
@@ -169,6 +244,14 @@ pub fn bench(rounds: usize) -> Result<()> {
             exec[usize::from(traced)].push(execs(EXECS)?);
             open[usize::from(traced)].push(opens(OPENS)?);
         }
+        request[0].push(requests(httpbench(&client, None))?);
+        {
+            // A traced instance that only waits keeps the probes on the
+            // executable; this one is not part of a build.
+            let _tracer = Tracer::holding(&binary, &["--go-command", HTTPBENCH], &[client_path, "-hold", "1h"])?;
+            request[1].push(requests(httpbench(&client, None))?);
+        }
+        request[2].push(requests(httpbench(&client, Some(&binary)))?);
         println!("xtask: round {} of {rounds} done", round + 1);
     }
     // The kernel's accounting, in a pass of its own: collecting it costs time too.
@@ -188,6 +271,39 @@ pub fn bench(rounds: usize) -> Result<()> {
         let tcp_ns: u64 = tcp_stats.iter().map(|(name, (_, ns))| ns - before.get(name).map_or(0, |b| b.1)).sum();
         (tcp, tcp_ns)
     };
+    // The request uprobes, read while the tracer that loaded them still runs: an
+    // untracked instance on a probed executable, then a traced one.
+    let uprobes = |stats: std::collections::BTreeMap<String, (u64, u64)>, before: &std::collections::BTreeMap<String, (u64, u64)>| {
+        stats
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("go_"))
+            .map(|(name, (runs, ns))| {
+                let (runs0, ns0) = before.get(&name).copied().unwrap_or((0, 0));
+                (name, (runs.saturating_sub(runs0), ns.saturating_sub(ns0)))
+            })
+            .collect::<Vec<_>>()
+    };
+    let (untracked_uprobes, traced_uprobes) = {
+        let _stats = BpfStats::enable()?;
+        let untracked = {
+            let _holder = Tracer::holding(&binary, &["--go-command", HTTPBENCH], &[client_path, "-hold", "1h"])?;
+            let before = program_stats()?;
+            requests(httpbench(&client, None))?;
+            uprobes(program_stats()?, &before)
+        };
+        let script = format!("{client_path} -n {REQUESTS} >/dev/null && exec sleep 3600");
+        let _holder = Tracer::holding(&binary, &["--go-command", HTTPBENCH], &["sh", "-c", &script])?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let traced = loop {
+            let stats = program_stats()?;
+            if stats.get("go_round_trip_return").is_some_and(|(runs, _)| *runs >= u64::from(REQUESTS)) {
+                break uprobes(stats, &Default::default());
+            }
+            ensure!(Instant::now() < deadline, "the traced httpbench did not finish within 120 s");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        (untracked, traced)
+    };
     println!("\n{:<38} {:>14} {:>14} {:>7}", "workload (untracked process)", "without/op", "with/op", "ratio");
     for (name, samples) in [
         ("TCP connect+accept+close, loopback", &tcp),
@@ -195,6 +311,17 @@ pub fn bench(rounds: usize) -> Result<()> {
         ("open(O_CREAT|O_WRONLY)+close", &open),
     ] {
         let (without, with) = (median(samples[0].clone()), median(samples[1].clone()));
+        println!(
+            "{name:<38} {:>12.1}µs {:>12.1}µs {:>7.3}",
+            without.as_secs_f64() * 1e6,
+            with.as_secs_f64() * 1e6,
+            with.as_secs_f64() / without.as_secs_f64()
+        );
+    }
+    println!("\n{:<38} {:>14} {:>14} {:>7}", "HTTP request of a Go client (loopback)", "without", "with", "ratio");
+    let without = median(request[0].clone());
+    for (name, samples) in [("probes on it, process untracked", &request[1]), ("traced (`run --go-command`)", &request[2])] {
+        let with = median(samples.clone());
         println!(
             "{name:<38} {:>12.1}µs {:>12.1}µs {:>7.3}",
             without.as_secs_f64() * 1e6,
@@ -213,6 +340,13 @@ pub fn bench(rounds: usize) -> Result<()> {
             println!("{name:<22} {runs:>10} {:>12.0}", *ns as f64 / *runs as f64);
         }
     }
+    for (what, stats) in [("an untracked httpbench on a probed executable", &untracked_uprobes), ("a traced httpbench", &traced_uprobes)] {
+        println!("\nthe request uprobes, for {what} ({REQUESTS} requests after 100 to warm up):");
+        for (name, (runs, ns)) in stats.iter().filter(|(_, (runs, _))| *runs > 0) {
+            println!("{name:<22} {runs:>10} {:>12.0}", *ns as f64 / *runs as f64);
+        }
+    }
+    println!("(a uprobe also costs the trap into the kernel, which bpf_stats does not see: the request ratios above include it)");
     let (tcp_op, tcp_ns) = stats_pass_tcp;
     let tcp_programs = tcp_ns as f64 / f64::from(TCP_CONNECTS);
     let tcp_op = tcp_op.as_secs_f64() * 1e9;

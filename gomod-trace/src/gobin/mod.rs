@@ -48,6 +48,13 @@ pub struct Function {
     pub name: &'static str,
     /// File offset of the first instruction.
     pub entry: u64,
+    /// File offset where the entry probe goes: the instruction right after the
+    /// prologue's stack check, else the entry. A call whose stack had to grow
+    /// starts over at the entry but passes there once; and since Go 1.21 that
+    /// instruction is the frame pointer's push, which the kernel emulates (one
+    /// trap; the check's compare must be stepped out of line, several times
+    /// dearer).
+    pub probe: u64,
     /// File offsets of every RET in the body (empty unless asked for).
     pub returns: Vec<u64>,
 }
@@ -135,12 +142,12 @@ fn function(
     let entry = image
         .file_offset(code.entry)
         .ok_or_else(|| malformed("entry not in the file"))?;
+    let len = usize::try_from(code.end.saturating_sub(code.entry))
+        .map_err(|_| malformed("too large"))?;
+    let body = image
+        .bytes_at(code.entry, len)
+        .ok_or_else(|| malformed("body not in the file"))?;
     let returns = if with_returns {
-        let len = usize::try_from(code.end.saturating_sub(code.entry))
-            .map_err(|_| malformed("too large"))?;
-        let body = image
-            .bytes_at(code.entry, len)
-            .ok_or_else(|| malformed("body not in the file"))?;
         rets::returns(body, code.entry)?
             .into_iter()
             .map(|ret| entry + (ret - code.entry))
@@ -148,9 +155,11 @@ fn function(
     } else {
         Vec::new()
     };
+    let probe = rets::after_stack_check(body, code.entry).map_or(entry, |push| entry + (push - code.entry));
     Ok(Function {
         name,
         entry,
+        probe,
         returns,
     })
 }

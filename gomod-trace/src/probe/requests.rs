@@ -120,9 +120,9 @@ impl Requests {
             return not_traced(e);
         }
         let mut points: Vec<(&str, u64)> = vec![
-            (ROUND_TRIP, inspection.round_trip.entry),
-            (H1_CONNECTION, inspection.persist_conn_round_trip.entry),
-            (H2_CONNECTION, inspection.h2_round_trip.entry),
+            (ROUND_TRIP, inspection.round_trip.probe),
+            (H1_CONNECTION, inspection.persist_conn_round_trip.probe),
+            (H2_CONNECTION, inspection.h2_round_trip.probe),
         ];
         points.extend(inspection.round_trip.returns.iter().map(|&ret| (ROUND_TRIP_RETURN, ret)));
         for (program, offset) in points {
