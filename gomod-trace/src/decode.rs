@@ -250,6 +250,7 @@ pub fn decode(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeErro
                 let text_len = (r.error_text_len as usize).min(r.error_text.len());
                 let text = String::from_utf8_lossy(&r.error_text[..text_len]);
                 let type_name = context.go_executables.error_type_name(r.binary, r.error_itab);
+                let text = redact::urls_in_text(&text);
                 crate::goerrors::describe(type_name.as_deref(), &text, text_len < r.error_text_len as usize)
             });
             Event::HttpResponse {

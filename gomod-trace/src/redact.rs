@@ -16,13 +16,13 @@ pub fn userinfo(url: &str) -> String {
     }
 }
 
-/// Query parameters whose values are credentials (compared case-insensitively;
-/// a name that ends in one of these counts too, e.g. `X-Amz-Signature`).
-const SECRET_PARAMETERS: [&str; 10] =
-    ["token", "access_token", "auth", "key", "apikey", "api_key", "password", "secret", "sig", "signature"];
+/// Query parameters whose values are kept: cmd/go's own (`?go-get=1`).
+const KNOWN_PARAMETERS: [&str; 1] = ["go-get"];
 
-/// Replaces the userinfo of a URL and the values of query parameters that carry
-/// credentials (`?token=…`, `&X-Amz-Signature=…`).
+/// Replaces the userinfo of a URL and the value of every query parameter but
+/// cmd/go's own: a module proxy's URL carries no other query, so one there came
+/// from the configuration or a redirect (`?token=…`, signed CDN URLs) and may be
+/// a credential whatever its name.
 pub fn url_query(url: &str) -> String {
     let url = userinfo(url);
     let Some((head, query)) = url.split_once('?') else { return url };
@@ -33,7 +33,7 @@ pub fn url_query(url: &str) -> String {
     let parameters: Vec<String> = query
         .split('&')
         .map(|parameter| match parameter.split_once('=') {
-            Some((name, _)) if is_secret_parameter(name) => format!("{name}={REDACTED}"),
+            Some((name, _)) if !KNOWN_PARAMETERS.contains(&name) => format!("{name}={REDACTED}"),
             _ => parameter.to_string(),
         })
         .collect();
@@ -45,9 +45,27 @@ pub fn url_query(url: &str) -> String {
     out
 }
 
-fn is_secret_parameter(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    SECRET_PARAMETERS.iter().any(|secret| name == *secret || name.ends_with(&format!("-{secret}")) || name.ends_with(&format!("_{secret}")))
+/// Replaces the userinfo of every URL inside a text (an error message that
+/// quotes a proxy URL, `invalid proxy address "http://user:pw@…"`).
+pub fn urls_in_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        let end = after.find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'' | '`') || c.is_whitespace()).unwrap_or(after.len());
+        let authority = &after[..end];
+        match authority.rfind('@') {
+            Some(i) => {
+                out.push_str(REDACTED);
+                out.push_str(&authority[i..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Header fields whose values are credentials.
@@ -113,13 +131,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scrubs_tokens_in_queries() {
+    fn scrubs_every_query_value_but_go_get() {
         assert_eq!(
             url_query("https://u:p@proxy/x/@v/list?token=abc&go-get=1&X-Amz-Signature=f00#frag"),
             "https://REDACTED@proxy/x/@v/list?token=REDACTED&go-get=1&X-Amz-Signature=REDACTED#frag"
         );
-        assert_eq!(url_query("https://proxy/a?Access_Token=1&keyring=2"), "https://proxy/a?Access_Token=REDACTED&keyring=2");
+        assert_eq!(url_query("https://cdn/a?__token__=1&hdnts=exp~2"), "https://cdn/a?__token__=REDACTED&hdnts=REDACTED");
         assert_eq!(url_query("https://proxy/golang.org/x/mod/@v/v0.1.0.zip"), "https://proxy/golang.org/x/mod/@v/v0.1.0.zip");
+    }
+
+    #[test]
+    fn scrubs_urls_inside_text() {
+        assert_eq!(
+            urls_in_text(r#"invalid proxy address "http://alice:p%zz@proxy:3128": parse error"#),
+            r#"invalid proxy address "http://REDACTED@proxy:3128": parse error"#
+        );
+        assert_eq!(urls_in_text("dial https://a@b/c and ftp://x:y@z"), "dial https://REDACTED@b/c and ftp://REDACTED@z");
+        assert_eq!(urls_in_text("no url here: user@host"), "no url here: user@host");
     }
 
     #[test]

@@ -159,7 +159,15 @@ fn read(path: &Path) -> Vec<u8> {
 type Structs = HashMap<String, HashMap<String, (u64, String)>>;
 
 /// Structs the probes read, plus the headers they assume.
-const STRUCTS: [&str; 12] = [
+const STRUCTS: [&str; 19] = [
+    // The error types whose text the probes read (goerrors::MESSAGE_FIRST).
+    "errors.errorString",
+    "fmt.wrapError",
+    "fmt.wrapErrors",
+    "net/http.httpError",
+    "net/http.timeoutError",
+    "net/http.http2httpError",
+    "crypto/tls.RecordHeaderError",
     "net/http.Request",
     "net/url.URL",
     "net/http.Response",
@@ -317,6 +325,30 @@ fn assert_field_types(structs: &Structs, release: &str) {
     for (ty, field, want) in expect {
         let (_, got) = &structs[ty][field];
         assert_eq!(got, want, "go {release}: type of {ty}.{field}");
+    }
+    // An error whose text the decoder trusts starts with a string (its message).
+    let message_first = [
+        ("*errors.errorString", "errors.errorString"),
+        ("*fmt.wrapError", "fmt.wrapError"),
+        ("*fmt.wrapErrors", "fmt.wrapErrors"),
+        ("*http.httpError", "net/http.httpError"),
+        ("*http.timeoutError", "net/http.timeoutError"),
+        ("*http.http2httpError", "net/http.http2httpError"),
+        ("tls.RecordHeaderError", "crypto/tls.RecordHeaderError"),
+    ];
+    assert_eq!(
+        message_first.map(|(runtime, _)| runtime),
+        gomod_trace::goerrors::MESSAGE_FIRST,
+        "every type the decoder trusts is checked here"
+    );
+    // Releases rename some (1.23's timeoutError was httpError), so a type may be
+    // missing from one; the two every program has may not.
+    assert!(structs.contains_key("errors.errorString") && structs.contains_key("fmt.wrapError"), "go {release}");
+    for (runtime, dwarf) in message_first {
+        let Some(fields) = structs.get(dwarf) else { continue };
+        // (A zero-size `_ incomparable` may share offset 0.)
+        let starts_with_string = fields.values().any(|(offset, ty)| *offset == 0 && ty == "string");
+        assert!(starts_with_string, "go {release}: {runtime} does not start with its message: {fields:?}");
     }
 }
 

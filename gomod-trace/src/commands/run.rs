@@ -99,7 +99,9 @@ pub async fn run(args: &RunArgs) -> i32 {
         events: vec![clock_anchor()],
     };
     // Probed before the command starts, so that its first requests are seen.
-    for toolchain in crate::probe::requests::known_toolchains(Some(&args.command[0])) {
+    let command = std::path::Path::new(&args.command[0]);
+    let go_command = command.file_name().is_some_and(|name| name == args.go_command.as_str());
+    for toolchain in crate::probe::requests::known_toolchains(go_command.then_some(args.command[0].as_str())) {
         probe.trace_requests(&toolchain);
     }
 

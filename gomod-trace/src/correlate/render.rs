@@ -143,9 +143,12 @@ fn assign_roles(build: &mut BuildState, table: &EndpointTable) {
                 Host::Name(_) => None,
             };
             let endpoints = table.lookup(addr, &[host], s.port.unwrap_or(443));
+            // The URL must be under the entry's path even when one entry is on
+            // that host: the same host may serve a direct fetch too (a GitLab
+            // whose package API is the GOPROXY, asked `?go-get=1` for a module).
             let endpoints = match s.attrs.get("target").and_then(Value::as_str) {
-                Some(target) if endpoints.len() > 1 => table.by_path(&endpoints, target).map_or(endpoints, |one| vec![one]),
-                _ => endpoints,
+                Some(target) => table.by_path(&endpoints, target).map_or_else(Vec::new, |one| vec![one]),
+                None => endpoints,
             };
             let role = table.role_of(&endpoints).unwrap_or_else(|| cx.unnamed_role(s.pid, Some(host)));
             Some((i, role, endpoints))

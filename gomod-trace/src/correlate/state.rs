@@ -124,8 +124,11 @@ pub struct BuildState {
     sumdb_lookups: HashMap<(String, String), String>,
     /// Requests of the go command's HTTP client in flight, by (pid, goroutine).
     requests: HashMap<(u32, u64), usize>,
-    /// Whether the build's go command had its requests traced (uprobes).
-    pub requests_traced: bool,
+    /// Whether requests of the build's go command were traced (uprobes), and
+    /// whether some go executable it ran was not (then what the requests show
+    /// is not the whole build).
+    requests_traced: bool,
+    requests_untraced: bool,
     /// What the timeline must say about how the build was seen.
     pub notes: Vec<String>,
 }
@@ -156,6 +159,7 @@ impl BuildState {
             sumdb_lookups: HashMap::new(),
             requests: HashMap::new(),
             requests_traced: false,
+            requests_untraced: false,
             notes: Vec::new(),
         }
     }
@@ -173,12 +177,20 @@ impl BuildState {
                 _ => format!("requests: not traced ({reason})"),
             }),
         };
-        if not_traced.is_none() {
-            self.requests_traced = true;
+        match not_traced {
+            None => self.requests_traced = true,
+            Some(_) => self.requests_untraced = true,
         }
         if let Some(note) = note.filter(|n| !self.notes.contains(n)) {
             self.notes.push(note);
         }
+    }
+
+    /// Whether every request of the build's go command was traced: the rules may
+    /// then take the absence of a status as an answer. (A build that switched
+    /// to a toolchain the probes do not support is judged by inference.)
+    pub fn requests_complete(&self) -> bool {
+        self.requests_traced && !self.requests_untraced
     }
 
     /// The go command's HTTP client began a request on goroutine `goroutine`.
@@ -189,9 +201,11 @@ impl BuildState {
             let p = &self.spans[previous];
             let same = p.attrs.get("url").and_then(Value::as_str) == Some(url) && p.attrs.get("method").and_then(Value::as_str) == Some(method);
             if same {
-                // The function started over on a bigger stack (its prologue's
-                // stack check calls morestack, which re-enters it): the uprobe
-                // at its entry fired again for the same call.
+                // The same call seen twice: two probes on one file (an overlay
+                // filesystem shows it under two devices), or a probe on the
+                // first instruction of a function that started over on a
+                // bigger stack (recordings made before probes moved past the
+                // stack check).
                 return;
             }
             // Its return was never seen (a lost record): not this request's end.
@@ -212,6 +226,8 @@ impl BuildState {
             Some((host, port)) => (host, port.or(default_port)),
             None => (authority.to_string(), default_port),
         };
+        // An IPv6 literal without a port keeps its brackets there.
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
         s.addr = host.parse().ok();
         s.host = Some(host);
         s.port = port;
@@ -610,7 +626,7 @@ impl SocketState {
         if http_major == 2 {
             s.attrs.insert("proto".into(), "HTTP/2.0".into());
         }
-        // (Twice for one request when the function re-entered after growing its stack.)
+        // (Twice for one request when the call was seen twice: see `on_request`.)
         if self.tls.is_none() && !self.requests.contains(&request) {
             self.requests.push_back(request);
         }
@@ -724,6 +740,7 @@ impl SocketState {
         if let Some(h) = self.http.take() {
             b.spans[h].end(ts, Some(Outcome::Aborted));
         }
+        self.requests.clear();
         if let Some(t) = self.transfer.take() {
             let s = &mut b.spans[t];
             let outcome = if self.resets > 0 { Outcome::Reset } else { Outcome::Ok };

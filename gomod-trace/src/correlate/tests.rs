@@ -779,13 +779,14 @@ fn a_go_probed_after_it_started_says_from_when() {
 }
 
 #[test]
-fn a_round_trip_that_restarts_on_a_grown_stack_is_one_request() {
+fn a_request_seen_twice_is_one_request() {
     let mut s = Stream::new(&[("GOPROXY", "http://proxy.example"), ("GOSUMDB", "off")]);
     s.go_executable(None);
     s.tcp(20 * MS, ROOT, 11, "10.1.0.1:80", None);
     let url = "http://proxy.example/example.com/m/@v/list";
-    // The entry uprobe fires twice (morestack re-enters the function), and so may
-    // the connection's.
+    // The entry uprobe fires twice for one call (two probes on one file, or
+    // morestack re-entering a function probed at its first instruction), and
+    // so may the connection's.
     s.request(30 * MS, 7, url, 11, None);
     s.request(30 * MS + 50_000, 7, url, 11, None);
     s.http(31 * MS, 11, "GET /example.com/m/@v/list HTTP/1.1\r\nHost: proxy.example\r\n\r\n", Some(200));
@@ -798,4 +799,33 @@ fn a_round_trip_that_restarts_on_a_grown_stack_is_one_request() {
     assert_eq!(http.len(), 2, "{http:#?}");
     assert_eq!((http[0].attrs["status"].as_u64(), http[0].attrs.get("return_unseen")), (Some(200), None));
     assert_eq!(http[1].attrs["target"], "/other", "a later payload request is its own span");
+}
+
+#[test]
+fn a_request_outside_the_entrys_path_is_not_the_proxys() {
+    let goproxy = "https://gitlab.corp/api/v4/projects/42/packages/go,direct";
+    let mut s = Stream::new(&[("GOPROXY", goproxy), ("GOSUMDB", "off")]).go_mod(&["gitlab.corp/grp/mod"]);
+    s.go_executable(None);
+    s.dns(10 * MS, 1, "10.0.0.53:53", "gitlab.corp", TYPE::A, Some((RCODE::NoError, &["10.1.0.1"])));
+    s.tls(20 * MS, 11, "10.1.0.1:443", "gitlab.corp");
+    s.request(30 * MS, 7, "https://gitlab.corp/api/v4/projects/42/packages/go/gitlab.corp/grp/mod/@v/list", 11, Some((40 * MS, Some(404), None)));
+    s.request(50 * MS, 7, "https://gitlab.corp/grp/mod?go-get=1", 11, Some((60 * MS, Some(401), None)));
+    let b = s.finish(100 * MS, 1);
+    let http = spans_of(&b, SpanKind::Http);
+    assert_eq!((http[0].role, http[0].attrs["entry"].as_str()), (Role::Proxy, Some("GOPROXY[1] https://gitlab.corp/api/v4/projects/42/packages/go")));
+    assert_eq!(http[1].role, Role::Vcs, "the discovery request is the direct fetch's: {:#?}", http[1]);
+    assert!(!http[1].attrs.contains_key("entry"));
+    let fallback = finding(&b, "fallback_to_direct");
+    assert!(fallback.message.contains("which answered HTTP 404"), "{}", fallback.message);
+}
+
+#[test]
+fn a_request_to_an_ipv6_literal_has_its_address() {
+    let mut s = Stream::new(&[("GOPROXY", "https://[fd00::1]"), ("GOSUMDB", "off")]);
+    s.go_executable(None);
+    s.request(30 * MS, 7, "https://[fd00::1]/example.com/m/@v/list", 0, Some((40 * MS, Some(200), None)));
+    let b = s.finish(100 * MS, 0);
+    let http = spans_of(&b, SpanKind::Http);
+    assert_eq!((http[0].host.as_deref(), http[0].addr.as_deref(), http[0].port), (Some("fd00::1"), Some("fd00::1"), Some(443)));
+    assert_eq!((http[0].role, http[0].attrs["entry"].as_str()), (Role::Proxy, Some("GOPROXY[1] https://[fd00::1]")));
 }

@@ -121,7 +121,9 @@ fn go_x_line(span: &Span) -> String {
         (None, None) => "no answer (still waiting when the trace ended)".to_string(),
     };
     let method = text_list(attr(span, "method")).to_ascii_lowercase();
-    format!("# {method} {url}: {result} ({seconds})")
+    // A server's text (a redirect's path, an error) must not drive the terminal.
+    let printable = |text: &str| text.chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect::<String>();
+    format!("# {method} {}: {} ({seconds})", printable(&url), printable(&result))
 }
 
 /// The host, or for a module fetch the module@version.

@@ -9,7 +9,7 @@
 use std::{
     collections::HashMap,
     fs::File,
-    os::unix::fs::MetadataExt as _,
+    os::{fd::AsRawFd as _, unix::fs::MetadataExt as _},
     path::Path,
     sync::Arc,
 };
@@ -17,7 +17,10 @@ use std::{
 use aya::{
     Ebpf,
     maps::Array,
-    programs::{ProgramError, UProbe, uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope}},
+    programs::{
+        ProgramError, UProbe,
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
+    },
 };
 use gomod_trace_ebpf::{GO_BINARIES_MAX, GoOffsets};
 
@@ -77,47 +80,59 @@ impl Requests {
 
     /// Probes the executable at `path` (once per file); what became of it.
     pub fn trace(&mut self, ebpf: &mut Ebpf, path: &Path) -> Outcome {
-        let identity = match std::fs::metadata(path) {
-            Ok(meta) => (meta.dev(), meta.ino()),
+        // Opened once: everything below reads and attaches through this
+        // descriptor, so a process that exits meanwhile (its /proc/PID/exe gone)
+        // cannot make a good file look bad.
+        let file = match File::open(path) {
+            Ok(file) => file,
             // The process already exited (within the milliseconds since its
-            // exec): which file it ran is unknown now, and there is nothing
-            // left to probe. Its requests were traced if that file was probed.
+            // exec): which file it ran is unknown now, and there is nothing left
+            // to probe. Its requests were traced if that file was probed.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Outcome::Irrelevant,
+            Err(e) => return Outcome::NotTraced { go_version: None, reason: format!("cannot open the executable: {e}") },
+        };
+        let identity = match file.metadata() {
+            Ok(meta) => (meta.dev(), meta.ino()),
             Err(e) => return Outcome::NotTraced { go_version: None, reason: format!("cannot read the executable: {e}") },
         };
         if let Some(outcome) = self.examined.get(&identity) {
             return outcome.clone();
         }
-        let outcome = self.examine(ebpf, path);
+        let (outcome, lasting) = self.examine(ebpf, &file);
         if let Outcome::NotTraced { reason, .. } = &outcome {
             tracing::info!("requests of {} not traced: {reason}", path.display());
         }
-        self.examined.insert(identity, outcome.clone());
+        // What the file is decides for good; a failure of this host (a map
+        // write, an attach) is tried again at the next exec.
+        if lasting {
+            self.examined.insert(identity, outcome.clone());
+        }
         outcome
     }
 
-    fn examine(&mut self, ebpf: &mut Ebpf, path: &Path) -> Outcome {
-        let inspection = match gobin::inspect_file(path) {
+    /// What became of the file, and whether that holds for good.
+    fn examine(&mut self, ebpf: &mut Ebpf, file: &File) -> (Outcome, bool) {
+        // SAFETY: see `unsafe_map`.
+        let image = match unsafe_map(file) {
+            Ok(image) => Arc::new(image),
+            Err(e) => return (Outcome::NotTraced { go_version: None, reason: format!("cannot map the executable: {e}") }, false),
+        };
+        let inspection = match gobin::inspect(&image) {
             Ok(inspection) => inspection,
-            Err(NotTraceable::NotElf | NotTraceable::NotGo | NotTraceable::NoHttpClient) => return Outcome::Irrelevant,
-            Err(e) => return Outcome::NotTraced { go_version: None, reason: e.to_string() },
+            Err(NotTraceable::NotElf | NotTraceable::NotGo | NotTraceable::NoHttpClient) => return (Outcome::Irrelevant, true),
+            Err(e) => return (Outcome::NotTraced { go_version: None, reason: e.to_string() }, true),
         };
         let go_version = inspection.go_version.clone();
         let not_traced = |reason: String| Outcome::NotTraced { go_version: Some(go_version.clone()), reason };
         if let Some(reason) = &self.unavailable {
-            return not_traced(reason.clone());
+            return (not_traced(reason.clone()), true);
         }
         if self.executables.len() >= GO_BINARIES_MAX as usize {
-            return not_traced(format!("more than {GO_BINARIES_MAX} Go executables probed"));
+            return (not_traced(format!("more than {GO_BINARIES_MAX} Go executables probed")), true);
         }
-        // The image stays mapped: error types are named from it later.
-        let image = match File::open(path).and_then(|f| unsafe_map(&f)) {
-            Ok(image) => Arc::new(image),
-            Err(e) => return not_traced(format!("cannot map the executable: {e}")),
-        };
         let index = self.executables.len() as u32;
         if let Err(e) = set_offsets(ebpf, index, inspection.offsets) {
-            return not_traced(e);
+            return (not_traced(e), false);
         }
         let mut points: Vec<(&str, u64)> = vec![
             (ROUND_TRIP, inspection.round_trip.probe),
@@ -125,29 +140,41 @@ impl Requests {
             (H2_CONNECTION, inspection.h2_round_trip.probe),
         ];
         points.extend(inspection.round_trip.returns.iter().map(|&ret| (ROUND_TRIP_RETURN, ret)));
+        // The kernel resolves this path to the file the descriptor holds.
+        let target = format!("/proc/self/fd/{}", file.as_raw_fd());
+        let mut links = Vec::new();
         for (program, offset) in points {
-            if let Err(e) = attach(ebpf, program, offset, u64::from(index), path) {
-                // Links already made stay until the probe is dropped; the
-                // executable's offsets are filed, so they read correctly.
-                return not_traced(e);
+            match attach(ebpf, program, offset, u64::from(index), Path::new(&target)) {
+                Ok(link) => links.push((program, link)),
+                Err(e) => {
+                    // All or nothing: the slot is not taken, so a later file
+                    // may reuse it without these probes reading for it.
+                    for (program, link) in links {
+                        detach(ebpf, program, link);
+                    }
+                    return (not_traced(e), false);
+                }
             }
         }
+        // The image stays mapped: error types are named from it later.
         self.executables.add(image);
         let since_ns = nix::time::ClockId::CLOCK_MONOTONIC.now().map_or(0, |t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64);
-        Outcome::Traced { go_version, since_ns }
+        (Outcome::Traced { go_version, since_ns }, true)
     }
 
-    /// The `GoExecutable` events for the execs among `events[from..]`: each
-    /// exec'd file is examined (and probed) on the way.
+    /// The `GoExecutable` events for the execs of the Go command among
+    /// `events[from..]`: each exec'd file is examined (and probed) on the way.
     pub fn watch(&mut self, ebpf: &mut Ebpf, go_command: &str, events: &mut Vec<Event>, from: usize) {
-        let execs: Vec<(u64, u32, u32, bool)> = events[from..]
+        // Only the Go command: the programs a build runs (tests, `go run`,
+        // generators) are its own business, and each would hold a probe slot.
+        let execs: Vec<(u64, u32, u32)> = events[from..]
             .iter()
             .filter_map(|event| match event {
-                Event::Exec { at, pid, build, comm, .. } => Some((at.ts_ns, *pid, *build, comm == go_command)),
+                Event::Exec { at, pid, build, comm, .. } if comm == go_command => Some((at.ts_ns, *pid, *build)),
                 _ => None,
             })
             .collect();
-        for (ts_ns, pid, build, is_go_command) in execs {
+        for (ts_ns, pid, build) in execs {
             let exe = format!("/proc/{pid}/exe");
             let outcome = self.trace(ebpf, Path::new(&exe));
             let path = std::fs::read_link(&exe).map_or(exe, |p| p.display().to_string());
@@ -166,8 +193,8 @@ impl Requests {
                 Outcome::Traced { go_version, since_ns } => {
                     events.push(event(Some(go_version), None, (since_ns > ts_ns).then_some(since_ns)))
                 }
-                Outcome::NotTraced { go_version, reason } if is_go_command => events.push(event(go_version, Some(reason), None)),
-                Outcome::NotTraced { .. } | Outcome::Irrelevant => {}
+                Outcome::NotTraced { go_version, reason } => events.push(event(go_version, Some(reason), None)),
+                Outcome::Irrelevant => {}
             }
         }
     }
@@ -188,20 +215,28 @@ fn set_offsets(ebpf: &mut Ebpf, index: u32, offsets: GoOffsets) -> Result<(), St
     array.set(index, offsets, 0).map_err(|e| format!("cannot write eBPF map GO_OFFSETS: {e}"))
 }
 
-fn attach(ebpf: &mut Ebpf, program: &str, offset: u64, cookie: u64, path: &Path) -> Result<(), String> {
-    let p: &mut UProbe = ebpf
-        .program_mut(program)
+fn uprobe<'a>(ebpf: &'a mut Ebpf, program: &str) -> Result<&'a mut UProbe, String> {
+    ebpf.program_mut(program)
         .ok_or_else(|| format!("program {program} is not in the embedded object"))?
         .try_into()
-        .map_err(|e: ProgramError| e.to_string())?;
+        .map_err(|e: ProgramError| e.to_string())
+}
+
+fn attach(ebpf: &mut Ebpf, program: &'static str, offset: u64, cookie: u64, path: &Path) -> Result<UProbeLinkId, String> {
     let point = UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(offset), cookie: Some(cookie) };
-    p.attach(point, path, UProbeScope::AllProcesses)
-        .map(drop)
+    uprobe(ebpf, program)?
+        .attach(point, path, UProbeScope::AllProcesses)
         .map_err(|e| format!("cannot attach a uprobe at {offset:#x}: {}", super::program_error(program)(e)))
 }
 
+fn detach(ebpf: &mut Ebpf, program: &str, link: UProbeLinkId) {
+    if let Err(e) = uprobe(ebpf, program).and_then(|p| p.detach(link).map_err(|e| e.to_string())) {
+        tracing::warn!("cannot detach a uprobe of {program}: {e}");
+    }
+}
+
 /// The Go toolchains worth probing before any build starts: `go` on PATH (and
-/// `command`, when `run` was given one), GOROOT's, the usual install places, and
+/// `command`, when `run` runs the Go command itself), GOROOT's, the usual install places, and
 /// the toolchains GOTOOLCHAIN downloaded into this user's module cache.
 /// Missing files are left out; the same file under two names is probed once.
 pub fn known_toolchains(command: Option<&str>) -> Vec<std::path::PathBuf> {

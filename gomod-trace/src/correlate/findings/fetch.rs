@@ -179,12 +179,13 @@ impl<'a> Fetch<'a> {
         format!("{}@{}", str_attr(span, "module").unwrap_or("?"), str_attr(span, "version").unwrap_or("?"))
     }
 
-    /// Processes cmd/go ran for direct fetches (git…), and every connection to a
-    /// version control host (cmd/go's own `?go-get=1` discovery included).
+    /// Processes cmd/go ran for direct fetches (git…), and every connection to
+    /// and request of a version control host (cmd/go's own `?go-get=1`
+    /// discovery included).
     fn vcs_spans(&self) -> Vec<usize> {
         self.spans()
             .filter(|(_, s)| {
-                talks_to(s, Role::Vcs) && matches!(s.kind, SpanKind::Connect | SpanKind::Tls)
+                talks_to(s, Role::Vcs) && matches!(s.kind, SpanKind::Connect | SpanKind::Tls | SpanKind::Http)
                     || s.kind == SpanKind::Process && str_attr(s, "comm").is_some_and(is_vcs_command)
             })
             .map(|(i, _)| i)
@@ -347,11 +348,11 @@ impl<'a> Fetch<'a> {
             format!("failed: {}", errors.join("; "))
         } else if statuses.is_empty() {
             // No request data: what the configuration implies, said as such.
-            match (self.build.requests_traced, any_error) {
+            match (self.build.requests_complete(), any_error) {
                 (true, _) => "answered no error status in the requests traced".to_string(),
-                (false, true) => "failed (inferred: the requests were not traced and TLS hides the error)".to_string(),
+                (false, true) => "failed (inferred: the requests were not all traced and TLS hides the error)".to_string(),
                 (false, false) => {
-                    "answered 404 or 410 (inferred: after `,` nothing else moves cmd/go on; the requests were not traced and TLS hides the status)".to_string()
+                    "answered 404 or 410 (inferred: after `,` nothing else moves cmd/go on; the requests were not all traced and TLS hides the status)".to_string()
                 }
             }
         } else {
@@ -399,10 +400,12 @@ impl<'a> Fetch<'a> {
         }
         // Without a module in the cache (the direct fetch failed), the hosts tell:
         // cmd/go's own discovery requests name the module path's host.
+        // (A discovery request on a connection the proxy's requests share
+        // shows only as the request.)
         let connects: Vec<&SpanState> = vcs
             .iter()
             .map(|&i| &self.build.spans[i])
-            .filter(|s| s.kind == SpanKind::Connect)
+            .filter(|s| matches!(s.kind, SpanKind::Connect | SpanKind::Http))
             .collect();
         let discovery: Vec<&SpanState> = connects.iter().copied().filter(|s| !self.is_vcs_process(s.pid)).collect();
         let host_of = |s: &SpanState| -> Option<String> {
@@ -494,7 +497,7 @@ impl<'a> Fetch<'a> {
             // Inside TLS, with the checksum database in use, a contact with the next
             // entry may be cmd/go asking it for /sumdb/<name>/supported after the
             // first answered 404 there: that is not a failure, so say only what is seen.
-            if !seen && self.sumdb_in_use() && !self.build.requests_traced {
+            if !seen && self.sumdb_in_use() && !self.build.requests_complete() {
                 return Some(Finding {
                     kind: "proxy_fallthrough".into(),
                     severity: Severity::Info,
