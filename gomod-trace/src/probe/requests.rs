@@ -1,11 +1,12 @@
-//! The request uprobes on Go executables (see the kernel's `requests.rs`):
-//! attached once per executable file (device + inode), to every process that runs
-//! it; a process that is not part of a build pays one map lookup per request.
-//! Executables are found where builds run them: each exec of a build process is
-//! examined through /proc/PID/exe (so a toolchain that GOTOOLCHAIN downloaded, or
-//! a `go` inside a container, is probed like /usr/bin/go); `run` and the daemon
-//! also probe the known toolchains before any build starts, so that the first
-//! requests of a build are not missed while its executable is examined.
+//! The request uprobes on the Go command's executables (see the kernel's
+//! `requests.rs`): attached once per executable file (device + inode), to every
+//! process that runs it; a process that is not part of a build pays the traps and
+//! one map lookup per probe. Executables are found where builds run them: each
+//! exec of the Go command in a build is examined through /proc/PID/exe (so a
+//! toolchain that GOTOOLCHAIN downloaded, or a `go` inside a container, is probed
+//! like /usr/bin/go); `run` and the daemon also probe the known toolchains before
+//! any build starts, so that the first requests of a build are not missed while
+//! its executable is examined.
 use std::{
     collections::HashMap,
     fs::File,
