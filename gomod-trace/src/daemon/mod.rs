@@ -82,10 +82,6 @@ pub struct Shared {
     pub watched: Mutex<Vec<u64>>,
 }
 
-fn monotonic_ns() -> u64 {
-    nix::time::ClockId::CLOCK_MONOTONIC.now().map_or(0, |t| (t.tv_sec() * 1_000_000_000 + t.tv_nsec()) as u64)
-}
-
 fn wall_ns() -> i128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128)
 }
@@ -222,7 +218,7 @@ async fn read(
                 let cookies = shared.watched.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 match probe.socket_counters(&cookies) {
                     Ok(sockets) => {
-                        let ts_ns = monotonic_ns();
+                        let ts_ns = probe::monotonic_ns();
                         for (cookie, entry) in &sockets {
                             let counters = crate::decode::counters(entry);
                             if progress.changed(*cookie, &counters) {
@@ -330,7 +326,7 @@ async fn correlate(
                 None => break,
             },
             _ = tick.tick() => {
-                let watermark = monotonic_ns().saturating_sub(REORDER_NS);
+                let watermark = probe::monotonic_ns().saturating_sub(REORDER_NS);
                 sort_events(&mut pending);
                 let ready = pending.partition_point(|e| matches!(e, Event::Clock { .. }) || e.ts_ns() < watermark);
                 for event in pending.drain(..ready) {
@@ -342,7 +338,7 @@ async fn correlate(
             }
             _ = live.tick() => {
                 *shared.watched.lock().unwrap_or_else(|p| p.into_inner()) = correlator.open_transfers();
-                let running = correlator.running(monotonic_ns().saturating_sub(REORDER_NS));
+                let running = correlator.running(probe::monotonic_ns().saturating_sub(REORDER_NS));
                 let stalled = stalled_connections(&running);
                 shared.metrics.lock().unwrap_or_else(|p| p.into_inner()).stalled_connections.set(stalled as i64);
                 *shared.running.lock().unwrap_or_else(|p| p.into_inner()) = running;

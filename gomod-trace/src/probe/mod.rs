@@ -149,6 +149,11 @@ fn program_error(program: &str) -> impl FnOnce(ProgramError) -> ProbeError + '_ 
     }
 }
 
+/// Now on the clock of the kernel's event times (`bpf_ktime_get_ns`: CLOCK_MONOTONIC).
+pub fn monotonic_ns() -> u64 {
+    nix::time::ClockId::CLOCK_MONOTONIC.now().map_or(0, |t| (t.tv_sec() * 1_000_000_000 + t.tv_nsec()) as u64)
+}
+
 /// Turns on the kernel's BPF run-time statistics for as long as the returned
 /// descriptor is open (BPF_ENABLE_STATS; it costs two clock reads per program run).
 pub fn enable_bpf_stats() -> Result<std::os::fd::OwnedFd, String> {

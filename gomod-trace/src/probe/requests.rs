@@ -37,7 +37,7 @@ const ROUND_TRIP: &str = "go_round_trip";
 const ROUND_TRIP_RETURN: &str = "go_round_trip_return";
 const H1_CONNECTION: &str = "go_h1_connection";
 const H2_CONNECTION: &str = "go_h2_connection";
-pub const PROGRAMS: [&str; 4] = [ROUND_TRIP, ROUND_TRIP_RETURN, H1_CONNECTION, H2_CONNECTION];
+const PROGRAMS: [&str; 4] = [ROUND_TRIP, ROUND_TRIP_RETURN, H1_CONNECTION, H2_CONNECTION];
 
 /// What became of an executable.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,8 +159,7 @@ impl Requests {
         }
         // The image stays mapped: error types are named from it later.
         self.executables.add(image);
-        let since_ns = nix::time::ClockId::CLOCK_MONOTONIC.now().map_or(0, |t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64);
-        (Outcome::Traced { go_version, since_ns }, true)
+        (Outcome::Traced { go_version, since_ns: super::monotonic_ns() }, true)
     }
 
     /// The `GoExecutable` events for the execs of the Go command among
