@@ -117,6 +117,126 @@ pub struct SocketEntry {
     pub last_sent_ns: u64,
 }
 
+/// Value of the `MODULE_CACHES` map, keyed by build: the build's GOMODCACHE as
+/// its processes name it (userspace resolves it from the build's configuration).
+/// Under it, the kernel summarises the files extracted into `<module>@<version>/`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ModuleCache {
+    /// Bytes of `path`.
+    pub len: u32,
+    pub _pad: u32,
+    /// The path and a `/`, zero-padded (compared word by word).
+    pub path: [u8; PATH_CAPTURE],
+}
+
+/// Key of the `EXTRACTIONS` map: a process and the FNV-1a hash ([`fnv1a`]) of a
+/// module directory's name under the cache, `<escaped module>@<version>`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExtractionKey {
+    pub pid: u32,
+    pub _pad: u32,
+    pub dir: u64,
+}
+
+/// Files a process created in one module directory: when the first and the last
+/// were opened (CLOCK_MONOTONIC ns), and how many.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Extraction {
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub files: u64,
+}
+
+/// FNV-1a, 64 bits: the hash of module directory paths, built byte by byte.
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+#[inline(always)]
+pub fn fnv1a(hash: u64, byte: u8) -> u64 {
+    (hash ^ byte as u64).wrapping_mul(0x0000_0100_0000_01b3)
+}
+
+/// Whether `path` holds `pattern` at `at`.
+#[inline(always)]
+fn holds_at<const N: usize>(path: &[u8; PATH_CAPTURE], at: usize, pattern: &[u8; N]) -> bool {
+    let mut j = 0;
+    while j < N {
+        if path.get(at + j) != Some(&pattern[j]) {
+            return false;
+        }
+        j += 1;
+    }
+    true
+}
+
+// The scans below read the part of a path after `$GOMODCACHE/` (the programs
+// compare the cache's own part word by word first), index it only by the loop
+// counter plus constants, and keep their state in flags and hashes that no
+// memory access depends on: the verifier prunes instead of walking every way
+// through every iteration.
+
+/// For a file inside a module directory, `<M>@<V>/…` (what follows
+/// `$GOMODCACHE/`, NUL-terminated), the hash of `<M>@<V>`. Module paths hold no
+/// `@`: the first one ends the module path, and the version runs to the next `/`.
+/// `cache/` is not a module directory (a module path's first element has a dot).
+#[inline(always)]
+pub fn extraction_dir(rest: &[u8; PATH_CAPTURE]) -> Option<u64> {
+    if holds_at(rest, 0, b"cache/") {
+        return None;
+    }
+    let mut hash = FNV_OFFSET;
+    let mut at = false;
+    for &c in rest.iter() {
+        if c == 0 {
+            return None;
+        }
+        if c == b'/' && at {
+            return Some(hash);
+        }
+        at |= c == b'@';
+        hash = fnv1a(hash, c);
+    }
+    None
+}
+
+/// For `cache/download/<M>/@v/<V>.partial` (what follows `$GOMODCACHE/`), the
+/// marker cmd/go removes when it has extracted M@V, the hash of `<M>@<V>` as
+/// [`extraction_dir`] makes it.
+#[inline(always)]
+pub fn partial_dir(rest: &[u8; PATH_CAPTURE]) -> Option<u64> {
+    const DOWNLOAD: &[u8; 15] = b"cache/download/";
+    if !holds_at(rest, 0, DOWNLOAD) {
+        return None;
+    }
+    let mut hash = FNV_OFFSET;
+    // Past "/@v/": in the version.
+    let mut version = false;
+    // Bytes of "@v/" still to pass over.
+    let mut skip = 0u32;
+    for i in DOWNLOAD.len()..PATH_CAPTURE - 9 {
+        let c = rest[i];
+        if c == 0 {
+            return None;
+        }
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
+        if !version && c == b'/' && holds_at(rest, i + 1, b"@v/") {
+            version = true;
+            skip = 3;
+            hash = fnv1a(hash, b'@');
+            continue;
+        }
+        if version && c == b'.' && holds_at(rest, i + 1, b"partial\0") {
+            return Some(hash);
+        }
+        hash = fnv1a(hash, c);
+    }
+    None
+}
+
 /// Offsets of kernel struct fields, read by userspace from /sys/kernel/btf/vmlinux.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -271,7 +391,9 @@ pub struct EnvironmentRecord {
 }
 
 /// A file a build process created, wrote, renamed or removed (the module cache's
-/// activity is read from these).
+/// activity is read from these). Files extracted into a module's directory are
+/// summarised (see [`Extraction`]): the first one is recorded, and the removal of
+/// the module's `.partial` marker carries the count.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct FileRecord {
@@ -280,6 +402,8 @@ pub struct FileRecord {
     pub op: u32,
     pub path_len: u32,
     pub path2_len: u32,
+    /// The extraction this `.partial` removal ends (`files` 0: none).
+    pub extraction: Extraction,
     /// The file (the old name, for a rename).
     pub path: [u8; PATH_CAPTURE],
     /// The new name of a rename.
@@ -461,7 +585,7 @@ assert_size!(TracepointOffsets, 136);
 assert_size!(ProbeConfig, 208);
 assert_size!(GoOffsets, 64);
 assert_size!(ConnectErrorRecord, 48);
-assert_size!(FileRecord, 32 + 16 + 512);
+assert_size!(FileRecord, 32 + 16 + 24 + 512);
 assert_size!(ExecRecord, 32 + 8 + 16 + 256);
 assert_size!(ForkRecord, 40);
 assert_size!(EnvironmentRecord, 32 + 16 + 256 + 16 * 1024);
@@ -482,4 +606,7 @@ mod user {
     unsafe impl aya::Pod for SocketEntry {}
     unsafe impl aya::Pod for ProbeConfig {}
     unsafe impl aya::Pod for GoOffsets {}
+    unsafe impl aya::Pod for ModuleCache {}
+    unsafe impl aya::Pod for ExtractionKey {}
+    unsafe impl aya::Pod for Extraction {}
 }

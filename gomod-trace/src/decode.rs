@@ -11,7 +11,7 @@ use gomod_trace_ebpf::{
 };
 
 use crate::redact;
-use crate::event::{At, ConnectHook, Counters, Silence, Direction, Event, FileOp, Protocol, TcpState, ip_from_wire};
+use crate::event::{At, ConnectHook, Counters, Silence, Direction, Event, ExtractedFiles, FileOp, Protocol, TcpState, ip_from_wire};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -118,6 +118,11 @@ pub fn decode(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeErro
                 },
                 path: path(&r.path, r.path_len),
                 to: (r.op == file_op::RENAME).then(|| path(&r.path2, r.path2_len)),
+                extracted: (r.extraction.files > 0).then_some(ExtractedFiles {
+                    files: r.extraction.files,
+                    first_ns: r.extraction.first_ns,
+                    last_ns: r.extraction.last_ns,
+                }),
             }
         }
         kind::FORK => {

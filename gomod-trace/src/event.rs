@@ -46,6 +46,15 @@ pub enum FileOp {
     Unlink,
 }
 
+/// Files created in one module directory during its extraction: how many, and
+/// when the first and the last were opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtractedFiles {
+    pub files: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectHook {
@@ -182,6 +191,10 @@ pub enum Event {
         /// The new name, for a rename.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         to: Option<String>,
+        /// On the removal of a module's `.partial` marker: the files the kernel
+        /// counted in the module's directory (it records only the first).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        extracted: Option<ExtractedFiles>,
     },
     Fork {
         #[serde(flatten)]

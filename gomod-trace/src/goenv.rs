@@ -229,6 +229,29 @@ pub fn effective(
     config
 }
 
+/// The module cache directory as cmd/go names the files in it: GOMODCACHE cleaned
+/// the way `filepath.Join` cleans (no `.`, `..`, repeated or trailing `/`). None
+/// when it is not absolute (cmd/go refuses such a cache).
+pub fn module_cache(config: &BTreeMap<String, ConfigValue>) -> Option<String> {
+    let value = &config.get("GOMODCACHE")?.value;
+    let path = Path::new(value);
+    if !path.is_absolute() {
+        return None;
+    }
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::Normal(part) => parts.push(part),
+            std::path::Component::ParentDir => {
+                parts.pop();
+            }
+            _ => {}
+        }
+    }
+    let cleaned: PathBuf = std::iter::once(std::ffi::OsStr::new("/")).chain(parts).collect();
+    cleaned.to_str().map(str::to_string)
+}
+
 /// One entry of a GOPROXY list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProxyEntry {
@@ -438,6 +461,9 @@ mod tests {
         assert_eq!(c["GOSUMDB"].source, "goroot_go_env");
         assert_eq!((c["GOPRIVATE"].source.as_str(), c["GONOSUMDB"].value.as_str(), c["GONOSUMDB"].source.as_str()), ("goenv_file", "corp.example", "default"));
         assert_eq!(c["GOMODCACHE"].value, "/h/go/pkg/mod");
+        let cache = |v: &str| module_cache(&effective(&env(&[("GOMODCACHE", v)]), None, None));
+        assert_eq!(cache("/h//go/./x/../pkg/mod/").as_deref(), Some("/h/go/pkg/mod"));
+        assert_eq!(cache("relative/mod"), None);
         let c = effective(&env(&[("HOME", "/h")]), Some(&file), None);
         assert_eq!(c["GOPROXY"].source, "goenv_file");
         let c = effective(&env(&[]), None, None);

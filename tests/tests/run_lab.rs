@@ -151,7 +151,16 @@ fn clean_download_through_the_tls_proxy() {
                 );
             }
             assert_eq!(m["attrs"]["extracted"], true, "{m:#}");
+            // go.mod, modNN.go, LICENSE: counted by the kernel.
+            assert_eq!(m["attrs"]["files_extracted"], 3, "{m:#}");
         }
+        // ... which recorded only the first file of each module directory.
+        let recording = std::fs::read_to_string(&run.events).expect("recording");
+        let extracted_opens = recording
+            .lines()
+            .filter(|l| l.contains(r#""event":"file""#) && l.contains(r#""op":"open""#) && l.contains("@v1.0.0/"))
+            .count();
+        assert_eq!(extracted_opens, MODULES, "one recorded file per extracted module");
         assert_eq!(
             serious_findings(build),
             Vec::<String>::new(),

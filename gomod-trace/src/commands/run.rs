@@ -49,7 +49,7 @@ impl Collector {
         while let Some(item) = ring.next() {
             self.capture.record(&item, &mut self.events);
         }
-        probe.watch_executables(&mut self.events, from);
+        probe.watch(&mut self.events, from);
     }
 
     fn check_lost(&mut self, probe: &Probe) {

@@ -92,12 +92,15 @@ impl Correlator {
                     }
                 }
             }
-            Event::File { at, pid, build, op, path, to } => {
+            Event::File { at, pid, build, op, path, to, extracted } => {
                 let Some(build_index) = self.build_of(*pid, *build) else { return };
                 let parent = self.processes.get(pid).and_then(|p| p.1);
                 let Some(b) = self.builds.get_mut(&build_index) else { return };
                 b.touch(at.ts_ns);
                 b.on_file(at.ts_ns, *pid, parent, *op, path, to.as_deref());
+                if let Some(extracted) = extracted {
+                    b.on_extracted(path, extracted);
+                }
             }
             Event::Fork { parent, child, build, .. } => {
                 self.parents.insert(*child, *parent);

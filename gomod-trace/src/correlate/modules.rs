@@ -74,8 +74,8 @@ pub fn classify(modcache: &str, path: &str) -> Option<CachePath> {
     if rest.starts_with("cache/") {
         return None;
     }
-    // <M>@<V>/...: the version is the path element holding the last '@'.
-    let at = rest.rfind('@')?;
+    // <M>@<V>/...: module paths hold no '@', file names inside may.
+    let at = rest.find('@')?;
     let version_end = rest[at..].find('/').map_or(rest.len(), |i| at + i);
     Some(CachePath::Extract { module: unescape(&rest[..at]), version: unescape(&rest[at + 1..version_end]) })
 }
@@ -138,6 +138,31 @@ mod tests {
         assert_eq!(vcs_url_for("example.com/other", &urls[1..]).as_deref(), Some("https://git.lab.test/private.git"));
     }
 
+    /// What the kernel programs scan: the part of a path after `$GOMODCACHE/`.
+    fn rest(path: &str) -> [u8; gomod_trace_ebpf::PATH_CAPTURE] {
+        let mut rest = [0; gomod_trace_ebpf::PATH_CAPTURE];
+        rest[..path.len()].copy_from_slice(path.as_bytes());
+        rest
+    }
+
+    #[test]
+    fn the_kernel_keys_a_module_directory_alike_from_its_files_and_its_partial_marker() {
+        use gomod_trace_ebpf::{extraction_dir, partial_dir};
+        let dir = extraction_dir(&rest("github.com/!burnt!sushi/toml@v1.3.2/decode.go")).expect("a module file");
+        assert_eq!(extraction_dir(&rest("github.com/!burnt!sushi/toml@v1.3.2/internal/tz.go")), Some(dir));
+        assert_eq!(partial_dir(&rest("cache/download/github.com/!burnt!sushi/toml/@v/v1.3.2.partial")), Some(dir));
+        // '@' in a file name inside the module does not move the directory.
+        assert_eq!(extraction_dir(&rest("github.com/!burnt!sushi/toml@v1.3.2/web/node_modules/@types/x.ts")), Some(dir));
+        assert_ne!(partial_dir(&rest("cache/download/github.com/!burnt!sushi/toml/@v/v1.3.3.partial")), Some(dir));
+        // Not module directories, not markers.
+        for path in ["cache/download/sumdb/sum.golang.org/lookup/x.org/m@v1.0.0", "cache/vcs/0a1b/objects/pack/p", "github.com/x@v1.0.0"] {
+            assert_eq!(extraction_dir(&rest(path)), None, "{path}");
+        }
+        for path in ["cache/download/x.org/m/@v/v1.0.0.zip", "cache/download/x.org/m/@v/v1.0.0.partial.tmp", "x.org/m/@v/v1.0.0.partial"] {
+            assert_eq!(partial_dir(&rest(path)), None, "{path}");
+        }
+    }
+
     #[test]
     fn classifies_the_download_sequence() {
         let at = |rest: &str| classify(CACHE, &format!("{CACHE}/{rest}"));
@@ -156,6 +181,10 @@ mod tests {
         assert_eq!(
             at("lab.test/mod01@v1.0.0/mod01.go"),
             Some(CachePath::Extract { module: "lab.test/mod01".into(), version: "v1.0.0".into() })
+        );
+        assert_eq!(
+            at("github.com/x/ui@v0.2.0/web/node_modules/@types/node/index.d.ts"),
+            Some(CachePath::Extract { module: "github.com/x/ui".into(), version: "v0.2.0".into() })
         );
         assert_eq!(classify(CACHE, "/tmp/elsewhere"), None);
         assert_eq!(classify(CACHE, &format!("{CACHE}/cache/download/x/@v/garbage")), None);

@@ -12,7 +12,7 @@ use super::{
     modules::{self, CachePath},
 };
 use crate::{
-    event::{Counters, Direction, FileOp, Protocol, TcpState},
+    event::{Counters, Direction, ExtractedFiles, FileOp, Protocol, TcpState},
     goenv,
     proto::{dns, http, tls},
     timeline::{self, ConfigValue, Outcome, Role, SpanKind},
@@ -273,7 +273,7 @@ impl BuildState {
 
     /// Module cache activity: opens, renames and removals under GOMODCACHE.
     pub fn on_file(&mut self, ts: u64, pid: u32, parent: Option<usize>, op: FileOp, path: &str, to: Option<&str>) {
-        let Some(modcache) = self.config.get("GOMODCACHE").map(|v| v.value.clone()) else { return };
+        let Some(modcache) = goenv::module_cache(&self.config) else { return };
         // A rename puts a file in place: its new name is what it is.
         match modules::classify(&modcache, to.unwrap_or(path)) {
             Some(CachePath::Download { module, version: Some(version), part, temporary }) => {
@@ -317,6 +317,20 @@ impl BuildState {
             Some(CachePath::Vcs) => self.vcs_activity.push(ts),
             _ => {}
         }
+    }
+
+    /// The kernel's count of the files extracted for the module whose `.partial`
+    /// marker (`path`) was removed: it recorded only the first of them.
+    pub fn on_extracted(&mut self, path: &str, extracted: &ExtractedFiles) {
+        let Some(modcache) = goenv::module_cache(&self.config) else { return };
+        let Some(CachePath::Download { module, version: Some(version), .. }) = modules::classify(&modcache, path) else {
+            return;
+        };
+        let Some(&span) = self.modules.get(&(module, version)) else { return };
+        let s = &mut self.spans[span];
+        s.attrs.insert("files_extracted".into(), extracted.files.into());
+        s.start_ns = s.start_ns.min(extracted.first_ns);
+        s.end_ns = Some(s.end_ns.unwrap_or(extracted.last_ns).max(extracted.last_ns));
     }
 
     /// The span of a module fetch, opened at its first file and extended by each.

@@ -131,7 +131,15 @@ impl Stream {
 
     fn file(&mut self, ts: u64, op: crate::event::FileOp, path: &str, to: Option<&str>) {
         let at = self.at(ts);
-        self.events.push(Event::File { at, pid: ROOT, build: ROOT, op, path: path.into(), to: to.map(str::to_string) });
+        self.events.push(Event::File { at, pid: ROOT, build: ROOT, op, path: path.into(), to: to.map(str::to_string), extracted: None });
+    }
+
+    /// The removal of a module's `.partial` marker, with the kernel's count of the
+    /// files extracted in its directory.
+    fn extracted(&mut self, ts: u64, partial: &str, extracted: crate::event::ExtractedFiles) {
+        let at = self.at(ts);
+        let (op, path) = (crate::event::FileOp::Unlink, partial.into());
+        self.events.push(Event::File { at, pid: ROOT, build: ROOT, op, path, to: None, extracted: Some(extracted) });
     }
 
     fn fork_exec(&mut self, ts: u64, child: u32, comm: &str, argv: &[&str]) {
@@ -359,6 +367,22 @@ fn a_host_a_proxy_redirects_to_is_no_direct_fetch() {
     s.tcp(50 * MS, ROOT, 2, "10.0.0.41:443", None);
     let b = s.finish(100 * MS, 0);
     assert_eq!(spans_of(&b, SpanKind::Connect)[0].role, Role::Vcs);
+}
+
+#[test]
+fn a_module_span_counts_the_files_the_kernel_summarised() {
+    let mut s = Stream::new(&[("GOPROXY", "https://p.corp"), ("GOMODCACHE", "/m//")]);
+    s.file(10 * MS, crate::event::FileOp::Open, "/m/cache/download/x.org/m/@v/v1.0.0.partial", None);
+    // The first file is recorded, the others only counted.
+    s.file(12 * MS, crate::event::FileOp::Open, "/m/x.org/m@v1.0.0/go.mod", None);
+    let extracted = crate::event::ExtractedFiles { files: 1_200, first_ns: 12 * MS, last_ns: 70 * MS };
+    s.extracted(75 * MS, "/m/cache/download/x.org/m/@v/v1.0.0.partial", extracted);
+    let b = s.finish(100 * MS, 0);
+    let module = &spans_of(&b, SpanKind::Module)[0];
+    assert_eq!(module.attrs["files_extracted"], 1_200);
+    assert_eq!(module.attrs["extracted"], true);
+    // From the marker's creation to its removal, past the last file.
+    assert_eq!(module.duration_ms, Some(65.0));
 }
 
 #[test]

@@ -202,7 +202,7 @@ async fn read(
                 while let Some(item) = guard.get_inner_mut().next() {
                     capture.record(&item, &mut batch);
                 }
-                probe.watch_executables(&mut batch, from);
+                probe.watch(&mut batch, from);
                 guard.clear_ready();
             }
             _ = stats.tick() => {

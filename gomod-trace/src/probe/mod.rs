@@ -19,7 +19,7 @@ use aya::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, ProgramError, TracePoint,
     },
 };
-use gomod_trace_ebpf::{ProbeConfig, ProcessEntry, TASK_COMM_LEN, process_state};
+use gomod_trace_ebpf::{ModuleCache, PATH_CAPTURE, ProbeConfig, ProcessEntry, TASK_COMM_LEN, process_state};
 
 pub use host::HostError;
 
@@ -236,10 +236,45 @@ impl Probe {
         self.requests.trace(&mut self.ebpf, path)
     }
 
-    /// Examines (and probes) the executables of the execs among `events[from..]`,
-    /// appending what became of Go commands as `GoExecutable` events.
-    pub fn watch_executables(&mut self, events: &mut Vec<crate::event::Event>, from: usize) {
+    /// Tells the programs what they need to know from `events[from..]`, the events
+    /// just decoded: probes the executables of the execs (appending what became of
+    /// Go commands as `GoExecutable` events), and hands each build's module cache
+    /// to the programs, which then summarise module extractions.
+    pub fn watch(&mut self, events: &mut Vec<crate::event::Event>, from: usize) {
+        self.watch_module_caches(&events[from..]);
         self.requests.watch(&mut self.ebpf, &self.go_command, events, from);
+    }
+
+    /// Writes the GOMODCACHE of each build whose configuration arrived into
+    /// `MODULE_CACHES` (as cmd/go names its files: cleaned), and removes it when the
+    /// build's root exits. A cache the programs cannot compare (too long) is left
+    /// out: its extractions are then recorded file by file.
+    fn watch_module_caches(&mut self, events: &[crate::event::Event]) {
+        use crate::event::Event;
+        let Some(map) = self.ebpf.map_mut("MODULE_CACHES") else { return };
+        let Ok(mut caches) = HashMap::<_, u32, ModuleCache>::try_from(map) else { return };
+        let mut environment = None;
+        for event in events {
+            match event {
+                Event::Environment { build, vars, .. } => environment = Some((*build, vars)),
+                Event::ConfigFiles { build, goenv_file, goroot_go_env, .. } => {
+                    let Some((_, vars)) = environment.filter(|(b, _)| b == build) else { continue };
+                    let config = crate::goenv::effective(vars, goenv_file.as_ref(), goroot_go_env.as_ref());
+                    let Some(cache) = crate::goenv::module_cache(&config) else { continue };
+                    let prefix = format!("{cache}/");
+                    let mut entry = ModuleCache { len: prefix.len() as u32, _pad: 0, path: [0; PATH_CAPTURE] };
+                    let Some(path) = entry.path.get_mut(..prefix.len()) else { continue };
+                    path.copy_from_slice(prefix.as_bytes());
+                    if let Err(e) = caches.insert(build, entry, 0) {
+                        tracing::debug!("module cache of build {build} not handed to the programs: {e}");
+                    }
+                }
+                Event::Exit { pid, build, .. } if pid == build => {
+                    let _ = caches.remove(build);
+                }
+                _ => {}
+            }
+        }
     }
 
     /// The probed executables, for naming the errors requests end with.
