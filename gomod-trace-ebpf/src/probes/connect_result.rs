@@ -19,7 +19,7 @@ use aya_ebpf::{
 };
 use gomod_trace_ebpf::{ConnectErrorRecord, kind};
 
-use crate::wire::{config, reserve, tracepoint_u64, tracked_build};
+use crate::wire::{config, reserve, submit, tracepoint_u64, tracked_build};
 
 const EINPROGRESS: i64 = 115;
 const SOL_SOCKET: u64 = 1;
@@ -85,7 +85,7 @@ fn emit(build: u32, errno: i32, cookie: u64) -> Option<()> {
         (*r).errno = errno;
         (*r).cookie = cookie;
     }
-    record.submit(0);
+    submit(record);
     Some(())
 }
 

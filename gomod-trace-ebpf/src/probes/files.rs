@@ -21,7 +21,7 @@ use gomod_trace_ebpf::{
     Extraction, ExtractionKey, FileRecord, ModuleCache, PATH_CAPTURE, extraction_dir, file_op, kind, partial_dir,
 };
 
-use crate::wire::{config, reserve, tracepoint_u64, tracked_build};
+use crate::wire::{config, reserve, submit, tracepoint_u64, tracked_build};
 
 /// Each build's GOMODCACHE, by build (written and removed by userspace).
 #[map]
@@ -113,7 +113,7 @@ fn emit(ctx: &TracePointContext, op: u32, path: u64, path2: u64) -> Option<()> {
             }
         }
     }
-    record.submit(0);
+    submit(record);
     Some(())
 }
 

@@ -15,7 +15,7 @@ use gomod_trace_ebpf::{
     PAYLOAD_CAPTURE, PayloadRecord, TCP_SEGMENTS_CAPTURED, UDP_DATAGRAMS_CAPTURED, direction, kind,
 };
 
-use crate::wire::{SOCKETS, reserve};
+use crate::wire::{SOCKETS, reserve, submit};
 
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
@@ -128,6 +128,6 @@ fn on_skb(ctx: &SkBuffContext, dir: u16) -> Option<()> {
         let ok = bpf_skb_load_bytes(ctx.skb.skb as *const _, payload_at as u32, dst, copy) == 0;
         (*r).captured_len = if ok { copy } else { 0 };
     }
-    record.submit(0);
+    submit(record);
     Some(())
 }

@@ -13,7 +13,7 @@ use gomod_trace_ebpf::{
     ProcessEntry, kind, process_state,
 };
 
-use crate::wire::{PROCESSES, config, read_kernel, reserve};
+use crate::wire::{PROCESSES, config, read_kernel, reserve, submit};
 
 #[tracepoint]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
@@ -74,7 +74,7 @@ fn on_exec(ctx: &TracePointContext) -> Option<()> {
             }
         }
     }
-    record.submit(0);
+    submit(record);
     if new_build {
         let _ = environment(ctx, build);
     }
@@ -119,7 +119,7 @@ fn environment(ctx: &TracePointContext, build: u32) -> Option<()> {
             }
         }
     }
-    record.submit(0);
+    submit(record);
     Some(())
 }
 
@@ -144,7 +144,7 @@ fn on_fork(ctx: &TracePointContext) -> Option<()> {
             (*r).child = child;
             (*r).build = entry.build;
         }
-        record.submit(0);
+        submit(record);
     }
     Some(())
 }
@@ -174,6 +174,6 @@ fn on_exit(_ctx: &TracePointContext) -> Option<()> {
         (*r).exit_code = read_kernel::<i32>(task, offsets.task_exit_code).unwrap_or(-1);
         (*r).build = entry.build;
     }
-    record.submit(0);
+    submit(record);
     Some(())
 }

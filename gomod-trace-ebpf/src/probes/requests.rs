@@ -30,7 +30,7 @@ use gomod_trace_ebpf::{
 
 use crate::{
     connect_result::cookie_of,
-    wire::{reserve, tracked_build},
+    wire::{reserve, submit, tracked_build},
 };
 
 /// Struct offsets of each probed executable's Go release, by attach cookie.
@@ -125,7 +125,7 @@ fn on_round_trip(ctx: &ProbeContext) -> Option<()> {
         (*r).path_len = read_go_string(url + offsets.url_path as u64, &mut (*r).path);
         (*r).query_len = read_go_string(url + offsets.url_raw_query as u64, &mut (*r).query);
     }
-    record.submit(0);
+    submit(record);
     Some(())
 }
 
@@ -157,7 +157,7 @@ fn on_round_trip_return(ctx: &ProbeContext) -> Option<()> {
         // that starts with their text; userspace keeps it only for those types.
         (*r).error_text_len = if regs.rbx != 0 { read_go_string(regs.rcx, &mut (*r).error_text) } else { 0 };
     }
-    record.submit(0);
+    submit(record);
     Some(())
 }
 
@@ -208,6 +208,6 @@ fn on_connection(ctx: &ProbeContext, http_major: u32) -> Option<()> {
         (*r).http_major = http_major;
         (*r)._pad = 0;
     }
-    record.submit(0);
+    submit(record);
     Some(())
 }

@@ -15,7 +15,7 @@ use gomod_trace_ebpf::{ConnectRecord, SocketEntry, hook, kind};
 
 use crate::{
     connect_result::remember_socket,
-    wire::{SOCKETS, reserve, tracked_build},
+    wire::{SOCKETS, reserve, submit, tracked_build},
 };
 
 const AF_INET: u16 = 2;
@@ -105,6 +105,6 @@ fn on_sock_addr(ctx: &SockAddrContext, family: u16, hook: u16) -> Option<()> {
         (*r)._pad = 0;
         (*r).addr = addr;
     }
-    record.submit(0);
+    submit(record);
     Some(())
 }

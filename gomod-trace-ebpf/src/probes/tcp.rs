@@ -6,7 +6,7 @@
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use gomod_trace_ebpf::{SocketEntry, SocketSignalRecord, TcpStateRecord, kind};
 
-use crate::wire::{SOCKETS, TCP_SOCKETS, config, current_tgid, read_kernel, reserve, tracked_build};
+use crate::wire::{SOCKETS, TCP_SOCKETS, config, current_tgid, read_kernel, reserve, submit, tracked_build};
 
 const IPPROTO_TCP: u16 = 6;
 const AF_INET: u16 = 2;
@@ -87,7 +87,7 @@ fn on_set_state(ctx: &TracePointContext) -> Option<()> {
             (*r)._pad2 = 0;
             (*r).counters = counters;
         }
-        record.submit(0);
+        submit(record);
     }
     if closing {
         let _ = TCP_SOCKETS.remove(&skaddr);
@@ -105,7 +105,7 @@ fn signal(kind: u32, cookie: u64, value: u32) -> Option<()> {
         (*r).value = value;
         (*r)._pad = 0;
     }
-    record.submit(0);
+    submit(record);
     Some(())
 }
 

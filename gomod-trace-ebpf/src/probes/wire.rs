@@ -100,6 +100,19 @@ pub fn reserve<T: 'static>(kind: u32) -> Option<RingBufEntry<T>> {
     Some(entry)
 }
 
+/// Unread bytes in the ring buffer above which a record wakes the reader at once.
+/// Below, records wake nobody: userspace drains the ring on its own clock, so a
+/// busy build costs no wakeup (and context switch) per record.
+const WAKE_READER_ABOVE: u64 = 1 << 20;
+
+/// Submits a reserved record (see [`WAKE_READER_ABOVE`]).
+#[inline(always)]
+pub fn submit<T>(record: RingBufEntry<T>) {
+    use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
+    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA.into()) > WAKE_READER_ABOVE { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
+    record.submit(flags.into());
+}
+
 /// Reads a `T` at `base + offset` from kernel memory.
 #[inline(always)]
 pub fn read_kernel<T>(base: u64, offset: u32) -> Option<T> {

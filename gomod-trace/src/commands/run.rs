@@ -122,9 +122,15 @@ pub async fn run(args: &RunArgs) -> i32 {
         }
     };
 
+    let mut drain = tokio::time::interval(crate::probe::DRAIN_EVERY);
     let status = loop {
         tokio::select! {
             status = child.wait() => break status,
+            _ = drain.tick() => {
+                collector.drain(ring.get_mut(), &mut probe);
+                collector.check_lost(&probe);
+                probe.flush_logs();
+            }
             guard = ring.readable_mut() => match guard {
                 Ok(mut guard) => {
                     collector.drain(guard.get_inner_mut(), &mut probe);

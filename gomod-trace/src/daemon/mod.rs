@@ -141,6 +141,7 @@ async fn serve(config: DaemonConfig) -> Result<(), String> {
     for toolchain in crate::probe::requests::known_toolchains(None) {
         probe.trace_requests(&toolchain);
     }
+    release_startup_memory();
 
     let writer = spawn_writer(history, config.retention);
     let correlator = tokio::spawn(correlate(events_rx, writer.0.clone(), shared.clone(), config.idle_timeout, config.settings));
@@ -171,6 +172,16 @@ async fn serve(config: DaemonConfig) -> Result<(), String> {
     Ok(())
 }
 
+/// Gives the heap that loading the programs used (the kernel's BTF, parsed for
+/// relocations: tens of MiB) back to the system: the daemon runs for months.
+fn release_startup_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory of the allocator's own.
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
+}
+
 /// Drains the ring buffer into the queue; never waits for the correlator.
 /// Reports the highest ring fill it found on waking in each statistics interval:
 /// a reader that falls behind shows as a fill near 1 before events are lost.
@@ -190,6 +201,7 @@ async fn read(
     let mut progress = ProgressFilter::default();
     let mut batch = vec![crate::commands::run::clock_anchor()];
     let mut peak_fill = 0.0f64;
+    let mut drain_clock = tokio::time::interval(probe::DRAIN_EVERY);
     loop {
         tokio::select! {
             guard = ring.readable_mut() => {
@@ -198,12 +210,12 @@ async fn read(
                     break;
                 };
                 peak_fill = peak_fill.max(fill.ratio());
-                let from = batch.len();
-                while let Some(item) = guard.get_inner_mut().next() {
-                    capture.record(&item, &mut batch);
-                }
-                probe.watch(&mut batch, from);
+                drain(guard.get_inner_mut(), &mut capture, &mut probe, &mut batch);
                 guard.clear_ready();
+            }
+            _ = drain_clock.tick() => {
+                peak_fill = peak_fill.max(fill.ratio());
+                drain(ring.get_mut(), &mut capture, &mut probe, &mut batch);
             }
             _ = stats.tick() => {
                 let mut metrics = shared.metrics.lock().unwrap_or_else(|p| p.into_inner());
@@ -258,6 +270,15 @@ async fn read(
         capture.record(&item, &mut rest);
     }
     let _ = events.send(rest).await;
+}
+
+/// Decodes what the ring buffer holds into `batch`, and tells the probe.
+fn drain(ring: &mut RingBuf<MapData>, capture: &mut Capture, probe: &mut Probe, batch: &mut Vec<Event>) {
+    let from = batch.len();
+    while let Some(item) = ring.next() {
+        capture.record(&item, batch);
+    }
+    probe.watch(batch, from);
 }
 
 /// Which socket readings are worth an event: the first, one whose counters

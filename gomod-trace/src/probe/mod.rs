@@ -23,6 +23,11 @@ use gomod_trace_ebpf::{ModuleCache, PATH_CAPTURE, ProbeConfig, ProcessEntry, TAS
 
 pub use host::HostError;
 
+/// How often readers drain the ring buffer. The programs wake a reader only when
+/// a megabyte of records waits (gomod-trace-ebpf's `WAKE_READER_ABOVE`): a busy
+/// build would otherwise cost a wakeup and two context switches per record.
+pub const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
 static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gomod-trace-probes"));
 
 /// The tracepoints the programs attach to: (program, group, tracepoint).

@@ -157,7 +157,13 @@ impl Requests {
                 }
             }
         }
-        // The image stays mapped: error types are named from it later.
+        // The image stays mapped: error types are named from it later, from a
+        // few pages. Those the examination read are given back (a clean file
+        // mapping: they are read again from the file when needed).
+        // SAFETY: a read-only file mapping loses nothing to MADV_DONTNEED.
+        if let Err(e) = unsafe { image.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) } {
+            tracing::debug!("cannot release the pages of an examined executable: {e}");
+        }
         self.executables.add(image);
         (Outcome::Traced { go_version, since_ns: super::monotonic_ns() }, true)
     }
