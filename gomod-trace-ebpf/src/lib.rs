@@ -200,6 +200,33 @@ pub fn extraction_dir(rest: &[u8; PATH_CAPTURE]) -> Option<u64> {
     None
 }
 
+/// Whether an open of this file (what follows `$GOMODCACHE/`) tells the timeline
+/// nothing: a module's version list (`cache/download/<M>/@v/list`, rewritten as
+/// versions are fetched); the creation of its `.partial` marker (the first
+/// extracted file, which is recorded, says the same; the marker's removal is
+/// recorded); its `.ziphash` (written once the zip's checksum is verified, just
+/// before the zip is renamed into place, which is recorded).
+#[inline(always)]
+pub fn uninformative_open(rest: &[u8; PATH_CAPTURE]) -> bool {
+    const DOWNLOAD: &[u8; 15] = b"cache/download/";
+    if !holds_at(rest, 0, DOWNLOAD) {
+        return false;
+    }
+    for i in DOWNLOAD.len()..PATH_CAPTURE - 9 {
+        let c = rest[i];
+        if c == 0 {
+            return false;
+        }
+        if c == b'/' && holds_at(rest, i + 1, b"@v/list\0") {
+            return true;
+        }
+        if c == b'.' && (holds_at(rest, i + 1, b"partial\0") || holds_at(rest, i + 1, b"ziphash\0")) {
+            return true;
+        }
+    }
+    false
+}
+
 /// For `cache/download/<M>/@v/<V>.partial` (what follows `$GOMODCACHE/`), the
 /// marker cmd/go removes when it has extracted M@V, the hash of `<M>@<V>` as
 /// [`extraction_dir`] makes it.

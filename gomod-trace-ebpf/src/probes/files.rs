@@ -19,6 +19,7 @@ use aya_ebpf::{
 };
 use gomod_trace_ebpf::{
     Extraction, ExtractionKey, FileRecord, ModuleCache, PATH_CAPTURE, extraction_dir, file_op, kind, partial_dir,
+    uninformative_open,
 };
 
 use crate::wire::{config, reserve, submit, tracepoint_u64, tracked_build};
@@ -117,15 +118,16 @@ fn emit(ctx: &TracePointContext, op: u32, path: u64, path2: u64) -> Option<()> {
     Some(())
 }
 
-/// Counts a file opened inside a module directory under extraction; false when it
-/// is the first (or not such a file): that one is recorded.
-fn counted_extraction(tgid: u32, build: u32, filename: u64) -> bool {
+/// Whether an open under the build's module cache needs no record: a file
+/// extracted into a module directory after the first (counted instead), or an
+/// open that tells nothing (`uninformative_open`).
+fn summarised(tgid: u32, build: u32, filename: u64) -> bool {
     // SAFETY: map values are copied or updated in place by this CPU's program only.
     unsafe {
         let Some(cache) = MODULE_CACHES.get(&build) else { return false };
         let Some(scratch) = PATH_SCRATCH.get_ptr_mut(0) else { return false };
         let Some(rest) = under_cache(scratch, cache, filename) else { return false };
-        let Some(dir) = extraction_dir(rest) else { return false };
+        let Some(dir) = extraction_dir(rest) else { return uninformative_open(rest) };
         let key = ExtractionKey { pid: tgid, _pad: 0, dir };
         let now = bpf_ktime_get_ns();
         if let Some(extraction) = EXTRACTIONS.get_ptr_mut(&key) {
@@ -152,7 +154,7 @@ fn on_openat(ctx: &TracePointContext) -> Option<()> {
         return None;
     }
     let filename = tracepoint_u64(ctx, t.openat_filename)?;
-    if counted_extraction(ctx.tgid(), build, filename) {
+    if summarised(ctx.tgid(), build, filename) {
         return None;
     }
     emit(ctx, file_op::OPEN, filename, 0)

@@ -161,6 +161,14 @@ mod tests {
         for path in ["cache/download/x.org/m/@v/v1.0.0.zip", "cache/download/x.org/m/@v/v1.0.0.partial.tmp", "x.org/m/@v/v1.0.0.partial"] {
             assert_eq!(partial_dir(&rest(path)), None, "{path}");
         }
+        // Opens that tell the timeline nothing, and some that do.
+        let uninformative = |path: &str| gomod_trace_ebpf::uninformative_open(&rest(path));
+        assert!(uninformative("cache/download/x.org/m/@v/list"));
+        assert!(uninformative("cache/download/x.org/m/@v/v1.0.0.partial"));
+        assert!(uninformative("cache/download/x.org/m/@v/v1.0.0.ziphash"));
+        for path in ["cache/download/x.org/m/@v/v1.0.0.lock", "cache/download/x.org/m/@v/list.tmp", "cache/download/x.org/list/@v/v1.0.0.zip123.tmp", "x.org/m@v1.0.0/list"] {
+            assert!(!uninformative(path), "{path}");
+        }
     }
 
     #[test]
