@@ -46,7 +46,7 @@ pub fn doctor() -> i32 {
                 check(true, "load and attach all programs", "ok (detached again)".into());
                 // The request uprobes, on each Go toolchain found (a failure here
                 // loses request data, not tracing: informational).
-                for toolchain in crate::probe::requests::known_toolchains(None) {
+                for toolchain in crate::probe::requests::known_toolchains(None, true) {
                     let (ok, detail) = match probe.trace_requests(&toolchain) {
                         Outcome::Traced { go_version, .. } => (true, format!("{go_version}: requests traced")),
                         Outcome::NotTraced { go_version, reason } => {

@@ -101,7 +101,7 @@ pub async fn run(args: &RunArgs) -> i32 {
     // Probed before the command starts, so that its first requests are seen.
     let command = std::path::Path::new(&args.command[0]);
     let go_command = command.file_name().is_some_and(|name| name == args.go_command.as_str());
-    for toolchain in crate::probe::requests::known_toolchains(go_command.then_some(args.command[0].as_str())) {
+    for toolchain in crate::probe::requests::known_toolchains(go_command.then_some(args.command[0].as_str()), false) {
         probe.trace_requests(&toolchain);
     }
 
@@ -164,7 +164,7 @@ pub async fn run(args: &RunArgs) -> i32 {
     collector.drain(ring.get_mut(), &mut probe);
     collector.check_lost(&probe);
     drop(ring);
-    drop(probe);
+    probe.release_in_background();
 
     if let Some(mut recorder) = recorder.take() {
         let written = collector.events.iter().try_for_each(|e| recorder.write(e)).and_then(|()| recorder.finish());

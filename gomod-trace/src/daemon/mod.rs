@@ -138,7 +138,7 @@ async fn serve(config: DaemonConfig) -> Result<(), String> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let (events_tx, events_rx) = mpsc::channel::<Vec<Event>>(QUEUE_BATCHES);
     let context = DecodeContext { drop_reasons: probe.drop_reasons.clone(), go_executables: probe.go_executables() };
-    for toolchain in crate::probe::requests::known_toolchains(None) {
+    for toolchain in crate::probe::requests::known_toolchains(None, true) {
         probe.trace_requests(&toolchain);
     }
     release_startup_memory();

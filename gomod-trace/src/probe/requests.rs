@@ -242,10 +242,13 @@ fn detach(ebpf: &mut Ebpf, program: &str, link: UProbeLinkId) {
 }
 
 /// The Go toolchains worth probing before any build starts: `go` on PATH (and
-/// `command`, when `run` runs the Go command itself), GOROOT's, the usual install places, and
-/// the toolchains GOTOOLCHAIN downloaded into this user's module cache.
-/// Missing files are left out; the same file under two names is probed once.
-pub fn known_toolchains(command: Option<&str>) -> Vec<std::path::PathBuf> {
+/// `command`, when `run` runs the Go command itself), the toolchains GOTOOLCHAIN
+/// downloaded into this user's module cache, and `everywhere` (the daemon) also
+/// GOROOT's and the usual install places. `run` probes no more than its build
+/// may exec first: each probe costs a kernel grace period to remove. Others are
+/// probed when they are exec'd. Missing files are left out; the same file under
+/// two names is probed once.
+pub fn known_toolchains(command: Option<&str>, everywhere: bool) -> Vec<std::path::PathBuf> {
     let path_var = std::env::var_os("PATH").unwrap_or_default();
     let in_path = |name: &str| -> Vec<std::path::PathBuf> {
         if name.contains('/') {
@@ -255,16 +258,18 @@ pub fn known_toolchains(command: Option<&str>) -> Vec<std::path::PathBuf> {
     };
     let mut candidates: Vec<std::path::PathBuf> = command.map(in_path).unwrap_or_default();
     candidates.extend(in_path("go"));
-    if let Some(goroot) = std::env::var_os("GOROOT") {
-        candidates.push(Path::new(&goroot).join("bin/go"));
+    if everywhere {
+        if let Some(goroot) = std::env::var_os("GOROOT") {
+            candidates.push(Path::new(&goroot).join("bin/go"));
+        }
+        candidates.push("/usr/local/go/bin/go".into());
     }
-    candidates.push("/usr/local/go/bin/go".into());
     // Toolchains GOTOOLCHAIN downloaded into this user's module cache.
     let modcache = std::env::var_os("GOMODCACHE").map(std::path::PathBuf::from).or_else(|| {
         let gopath = std::env::var_os("GOPATH").and_then(|p| std::env::split_paths(&p).next());
         gopath.or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join("go"))).map(|p| p.join("pkg/mod"))
     });
-    let mut patterns = vec!["/usr/lib/go*/bin/go".to_string()];
+    let mut patterns = if everywhere { vec!["/usr/lib/go*/bin/go".to_string()] } else { Vec::new() };
     if let Some(modcache) = modcache.and_then(|m| m.to_str().map(str::to_string)) {
         patterns.push(format!("{}/golang.org/toolchain@*/bin/go", glob::Pattern::escape(&modcache)));
     }
