@@ -112,6 +112,11 @@ pub const SILENT_RESOLVER: &str = "ns-silent.lab.test";
 /// The process name of the lab's dialer ([`Lab::dialer_bin`]), for
 /// `gomod-trace run --go-command`.
 pub const DIALER_COMMAND: &str = "lab-dialer";
+/// The module proxy that serves a directory, in a lab started with
+/// [`Lab::start_serving`] (labd's `files` behaviour, port 443): the real-download
+/// benchmark's corpus (tests/lab/corpus, see [`Lab::corpus_bin`]). Other labs
+/// have no such name.
+pub const FILES_NAME: &str = "files.lab.test";
 /// The name that also has an AAAA record, an IPv6 address nothing answers at.
 pub const DUAL_STACK_NAME: &str = "dualstack.lab.test";
 /// A name whose lookups the lab's DNS server answers with SERVFAIL.
@@ -251,6 +256,8 @@ pub struct Lab {
     children: Vec<Child>,
     /// Directory of the `go` the client runs (first on its PATH).
     go_dir: String,
+    /// The directory [`FILES_NAME`] serves, if the lab has that server.
+    files: Option<PathBuf>,
 }
 
 /// A traced `go mod download` and what it left behind.
@@ -267,13 +274,17 @@ pub struct TracedRun {
     pub stdout: String,
 }
 
-/// The distinct server names, in [`SERVERS`] order.
-fn server_names() -> Vec<&'static str> {
+/// The distinct server names, in [`SERVERS`] order, then [`FILES_NAME`] when the
+/// lab serves a directory (last: the addresses of the others do not move).
+fn server_names(files: bool) -> Vec<&'static str> {
     let mut names: Vec<&str> = Vec::new();
     for (name, _, _) in SERVERS {
         if !names.contains(name) {
             names.push(name);
         }
+    }
+    if files {
+        names.push(FILES_NAME);
     }
     names
 }
@@ -281,6 +292,16 @@ fn server_names() -> Vec<&'static str> {
 impl Lab {
     /// Creates the namespaces, the link between them, DNS and the servers.
     pub fn start() -> Lab {
+        Lab::start_with(None)
+    }
+
+    /// As [`Lab::start`], plus a module proxy at `https://`[`FILES_NAME`] (HTTP/2,
+    /// the lab's certificate) serving the GOPROXY file tree in `dir`.
+    pub fn start_serving(dir: &Path) -> Lab {
+        Lab::start_with(Some(dir.to_path_buf()))
+    }
+
+    fn start_with(files: Option<PathBuf>) -> Lab {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}{n}", std::process::id() % 100_000);
@@ -294,6 +315,7 @@ impl Lab {
             dir: tempfile::Builder::new().prefix("gomod-trace-lab-").tempdir().expect("temp dir"),
             children: Vec::new(),
             go_dir: GO_TOOLCHAINS[0].1.to_string(),
+            files,
         };
         // From here on, Drop cleans up whatever was created.
         let (c, s) = (lab.client_ns.clone(), lab.server_ns.clone());
@@ -309,7 +331,7 @@ impl Lab {
             run("ip", &["-n", ns, "link", "set", "lo", "up"]);
         }
         let mut host_records = Vec::new();
-        for name in server_names() {
+        for name in server_names(lab.files.is_some()) {
             let ip = lab.ip_of(name);
             run("ip", &["-n", &s, "addr", "add", &format!("{ip}/24"), "dev", &vs]);
             host_records.push(if name == DUAL_STACK_NAME {
@@ -353,6 +375,12 @@ impl Lab {
             args.push("-serve".into());
             args.push(format!("{name},{}:{port},{behaviour}", lab.ip_of(name)));
         }
+        if let Some(dir) = &lab.files {
+            args.push("-serve".into());
+            args.push(format!("{FILES_NAME},{}:443,files", lab.ip_of(FILES_NAME)));
+            args.push("-files".into());
+            args.push(dir.display().to_string());
+        }
         for (flag, value) in [
             ("-ca", lab.path("ca.pem")),
             ("-sumdb-key", lab.path("sumdb.key")),
@@ -379,7 +407,8 @@ impl Lab {
 
     /// The address of a server name of [`SERVERS`].
     pub fn ip_of(&self, name: &str) -> Ipv4Addr {
-        let index = server_names().iter().position(|n| *n == name).unwrap_or_else(|| panic!("no lab server {name}"));
+        let names = server_names(self.files.is_some());
+        let index = names.iter().position(|n| *n == name).unwrap_or_else(|| panic!("no lab server {name}"));
         Ipv4Addr::new(10, 231, self.subnet, 10 + index as u8)
     }
 
@@ -423,6 +452,13 @@ impl Lab {
     pub fn dialer_bin() -> &'static Path {
         static BIN: OnceLock<PathBuf> = OnceLock::new();
         BIN.get_or_init(|| build_lab_program("dialer", DIALER_COMMAND))
+    }
+
+    /// The corpus builder (tests/lab/corpus): real module sources to a GOPROXY
+    /// file tree for [`Lab::start_serving`]. Built once per process, like labd.
+    pub fn corpus_bin() -> &'static Path {
+        static BIN: OnceLock<PathBuf> = OnceLock::new();
+        BIN.get_or_init(|| build_lab_program("corpus", "lab-corpus"))
     }
 
     /// GOSUMDB for the lab's checksum database: its name and verifier key.

@@ -224,11 +224,9 @@ fn median(mut values: Vec<Duration>) -> Duration {
     values[values.len() / 2]
 }
 
-pub fn bench(rounds: usize) -> Result<()> {
-    ensure!(rounds >= 1, "at least one round");
-    super::setup()?;
-    super::build()?;
-    let binary = super::workspace_root().join("target/debug/gomod-trace");
+/// The probes' benchmark, of `binary` (see [`super::download::bench_binary`]).
+pub fn bench(rounds: usize, binary: &std::path::Path) -> Result<()> {
+    let binary = binary.to_path_buf();
     println!("xtask: {rounds} rounds of {TCP_CONNECTS} loopback TCP connects, {EXECS} execs of /bin/true and {OPENS} file opens, without and with the tracer");
     let client = build_httpbench()?;
     let client_path = client.to_str().context("utf-8 path")?;

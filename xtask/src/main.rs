@@ -5,6 +5,8 @@
 //!   cargo xtask test    setup, build, unit tests, then the privileged lab tests
 //!   cargo xtask demo    setup, build, then gomod-trace on a real `go mod download`
 //!                       in the lab (clean, then with a firewall dropping packets)
+//!   cargo xtask bench   what the tracer costs: probes on untracked work, and a
+//!                       real `go mod download` of ~160 modules, side by side
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -15,6 +17,7 @@ use anyhow::{Context as _, Result, bail, ensure};
 
 mod bench;
 mod deploy;
+mod download;
 mod image;
 use clap::{Parser, Subcommand};
 
@@ -107,13 +110,30 @@ enum Task {
     /// Build the container image (deploy/container/Containerfile) with podman:
     /// localhost/gomod-trace:VERSION and :latest. Part of `test`.
     Image,
-    /// Measure what the attached tracer costs processes it does not track: the same
-    /// workloads without and with it, interleaved, as ratios.
+    /// Measure what gomod-trace costs: processes it does not track (the probes),
+    /// and a real `go mod download` untraced, under `run`, under the daemon and
+    /// under `strace -f`; interleaved, as ratios.
     Bench {
-        /// Rounds per configuration (alternating without/with the tracer).
+        /// Rounds per configuration (the configurations alternate in each round).
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// Which benchmark: the probes on untracked work, the real download, or both.
+        #[arg(long, value_enum, default_value_t = Workload::All)]
+        workload: Workload,
+        /// The gomod-trace binary to measure (copied first); default: a release
+        /// build of this tree.
+        #[arg(long, env = "GOMOD_TRACE_BENCH_BIN", value_name = "PATH")]
+        tracer: Option<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Workload {
+    /// `go mod download` of real modules from a local HTTPS proxy (xtask/src/download.rs).
+    Download,
+    /// The probes' cost on untracked work and the request uprobes (xtask/src/bench.rs).
+    Probes,
+    All,
 }
 
 pub(crate) fn workspace_root() -> PathBuf {
@@ -149,7 +169,12 @@ fn is_root() -> bool {
 }
 
 fn setup_packages() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES
+    install_packages(&PACKAGES)
+}
+
+/// Installs the Debian packages of `packages` that are missing (as root).
+pub(crate) fn install_packages(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|package| {
@@ -160,7 +185,7 @@ fn setup_packages() -> Result<()> {
         })
         .collect();
     if missing.is_empty() {
-        step("Debian packages: present");
+        step(&format!("Debian packages ({}): present", packages.len()));
         return Ok(());
     }
     ensure!(is_root(), "Debian packages {missing:?} are missing; run as root so that xtask can install them");
@@ -368,6 +393,17 @@ fn main() -> Result<()> {
             step(&format!("deploy/: {}", deploy::check(&gomod_trace_lab::gomod_trace_bin())?));
             Ok(())
         }
-        Task::Bench { rounds } => bench::bench(rounds),
+        Task::Bench { rounds, workload, tracer } => {
+            ensure!(rounds >= 1, "at least one round");
+            setup()?;
+            let binary = download::bench_binary(tracer.as_deref())?;
+            if workload != Workload::Download {
+                bench::bench(rounds, &binary)?;
+            }
+            if workload != Workload::Probes {
+                download::bench(rounds, &binary)?;
+            }
+            Ok(())
+        }
     }
 }

@@ -3,7 +3,8 @@
 // checksum database (golang.org/x/mod/sumdb), a vanity import host and a git
 // server over HTTPS (git http-backend), an HTTP CONNECT proxy, a TLS tarpit, a TLS
 // server whose certificate comes from a CA the client does not trust, and DNS
-// resolvers that answer AAAA queries unlike dnsmasq (dns.go).
+// resolvers that answer AAAA queries unlike dnsmasq (dns.go), and a module proxy
+// that serves a directory (files, given -files: the real-download benchmark's).
 //
 // Each server is one listener on its own address, given as
 // -serve name,ip:port,behaviour; the lab gives every name its own IP so that
@@ -408,7 +409,7 @@ func (s *serveFlag) Set(v string) error { *s = append(*s, v); return nil }
 
 func main() {
 	var serve serveFlag
-	flag.Var(&serve, "serve", "name,ip:port,behaviour (repeatable): proxy, proxy-h1, mirror, sumdb, status:NNN, stall, slow, vanity, git, connect, connect-auth, tarpit, untrusted, closed, dns:refuse-aaaa, dns:empty-aaaa, dns:silent; add +plain for HTTP without TLS")
+	flag.Var(&serve, "serve", "name,ip:port,behaviour (repeatable): proxy, proxy-h1, mirror, sumdb, status:NNN, stall, slow, vanity, git, connect, connect-auth, tarpit, untrusted, files, closed, dns:refuse-aaaa, dns:empty-aaaa, dns:silent; add +plain for HTTP without TLS")
 	caOut := flag.String("ca", "ca.pem", "where to write the trusted CA certificate")
 	keyOut := flag.String("sumdb-key", "sumdb.key", "where to write the checksum database's verifier key")
 	sumdbName := flag.String("sumdb-name", "sum.lab.test", "the checksum database's name")
@@ -418,6 +419,7 @@ func main() {
 	proxyAuth := flag.String("proxy-auth", "", "user:password the connect-auth proxy requires")
 	servfailAddr := flag.String("dns-servfail", "", "ip:port where every DNS query gets SERVFAIL")
 	ready := flag.String("ready", "", "file to create once listening")
+	filesDir := flag.String("files", "", "the GOPROXY file tree the files behaviour serves")
 	flag.Parse()
 	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
 
@@ -521,6 +523,10 @@ func main() {
 			// TLS-intercepting middlebox presents.
 			cert, _ = certificate("middlebox CA", []string{name}, nil)
 			handler = proxyHandler(modules, "", nil, writeAll)
+		case behaviour == "files":
+			// A module proxy that is a directory (tests/lab/corpus writes one):
+			// the real-download benchmark's modules.
+			handler = http.FileServer(http.Dir(*filesDir))
 		case behaviour == "tarpit":
 		default:
 			log.Fatalf("unknown behaviour %q", behaviour)
