@@ -13,7 +13,7 @@ use gomod_trace_ebpf::{
     ProcessEntry, kind, process_state,
 };
 
-use crate::wire::{PROCESSES, config, read_kernel, reserve, submit};
+use crate::wire::{PROCESSES, config, read_kernel, reserve, submit, submit_now};
 
 #[tracepoint]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
@@ -74,7 +74,7 @@ fn on_exec(ctx: &TracePointContext) -> Option<()> {
             }
         }
     }
-    submit(record);
+    submit_now(record);
     if new_build {
         let _ = environment(ctx, build);
     }
@@ -119,7 +119,7 @@ fn environment(ctx: &TracePointContext, build: u32) -> Option<()> {
             }
         }
     }
-    submit(record);
+    submit_now(record);
     Some(())
 }
 

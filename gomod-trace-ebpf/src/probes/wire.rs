@@ -113,6 +113,14 @@ pub fn submit<T>(record: RingBufEntry<T>) {
     record.submit(flags.into());
 }
 
+/// Submits a reserved record and wakes the reader at once: for what userspace
+/// must act on while the process still exists (an exec: its executable and its
+/// configuration files are read through /proc/PID).
+#[inline(always)]
+pub fn submit_now<T>(record: RingBufEntry<T>) {
+    record.submit(aya_ebpf::bindings::BPF_RB_FORCE_WAKEUP.into());
+}
+
 /// Reads a `T` at `base + offset` from kernel memory.
 #[inline(always)]
 pub fn read_kernel<T>(base: u64, offset: u32) -> Option<T> {

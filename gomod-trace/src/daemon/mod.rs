@@ -44,7 +44,8 @@ use crate::{
 
 /// Batches of events the correlator may be behind by before the reader drops.
 const QUEUE_BATCHES: usize = 4096;
-/// How long events wait to be put in time order across CPUs.
+/// How long events wait to be put in time order across CPUs; longer than records
+/// wait in the ring buffer (`probe::DRAIN_EVERY`).
 const REORDER_NS: u64 = 250_000_000;
 /// How long after its root exits a build is finished (its sockets close then).
 const SETTLE_NS: u64 = 500_000_000;

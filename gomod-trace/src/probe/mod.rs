@@ -26,7 +26,7 @@ pub use host::HostError;
 /// How often readers drain the ring buffer. The programs wake a reader only when
 /// a megabyte of records waits (gomod-trace-ebpf's `WAKE_READER_ABOVE`): a busy
 /// build would otherwise cost a wakeup and two context switches per record.
-pub const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+pub const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gomod-trace-probes"));
 
