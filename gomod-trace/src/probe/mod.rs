@@ -24,7 +24,8 @@ use gomod_trace_ebpf::{ModuleCache, PATH_CAPTURE, ProbeConfig, ProcessEntry, TAS
 pub use host::HostError;
 
 /// How often readers drain the ring buffer. The programs wake a reader only when
-/// a megabyte of records waits (gomod-trace-ebpf's `WAKE_READER_ABOVE`): a busy
+/// a megabyte of records waits (gomod-trace-ebpf's `WAKE_READER_ABOVE`), or for an
+/// exec (what /proc says of the process must be read while it lives): a busy
 /// build would otherwise cost a wakeup and two context switches per record.
 pub const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
