@@ -203,6 +203,32 @@ fn credentials_in_goproxy_never_appear_in_any_output() {
     );
 }
 
+/// The kernel summarises a module cache it knows by the name cmd/go uses for its
+/// files: GOMODCACHE as written (here untidy: `//`, `.`, a trailing `/`) is
+/// cleaned first, as cmd/go's path joins clean it. Opens that tell nothing (the
+/// version list, the .partial creation, the .ziphash) are not recorded.
+#[test]
+fn an_untidy_gomodcache_is_summarised_as_cmd_go_names_it() {
+    if !gomod_trace_lab::lab_available("an_untidy_gomodcache_is_summarised_as_cmd_go_names_it") {
+        return;
+    }
+    let lab = gomod_trace_lab::Lab::start();
+    let cache = lab.path("modcache");
+    let untidy = format!("{}//./", cache.display()).replacen("/modcache", "//modcache", 1);
+    let run = lab.traced_download_env(&[("GOMODCACHE", untidy.as_str())], Duration::from_secs(120));
+    assert!(run.status.success(), "go mod download failed: {}", run.stderr);
+    let build = only_build(&run.timeline);
+    for m in spans(build, "module") {
+        assert_eq!((m["attrs"]["extracted"].as_bool(), m["attrs"]["files_extracted"].as_u64()), (Some(true), Some(3)), "{m:#}");
+    }
+    let recording = std::fs::read_to_string(&run.events).expect("recording");
+    let opens: Vec<&str> = recording.lines().filter(|l| l.contains(r#""event":"file""#) && l.contains(r#""op":"open""#)).collect();
+    assert_eq!(opens.iter().filter(|l| l.contains("@v1.0.0/")).count(), MODULES, "one recorded file per module directory");
+    for told_by_others in ["/@v/list\"", ".partial\"", ".ziphash\""] {
+        assert!(!opens.iter().any(|l| l.contains(told_by_others)), "an open of {told_by_others} was recorded");
+    }
+}
+
 #[test]
 fn replay_of_the_recording_gives_the_same_json() {
     with_each_go("replay_of_the_recording_gives_the_same_json", |lab, _go| {
