@@ -144,9 +144,17 @@ pub struct OutputArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Write the timeline to FILE instead of standard output.
+    /// Write the timeline to FILE (created or replaced) instead of the terminal.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Text format: every span on its own line, and every request as `go -x`
+    /// prints it, instead of one line per endpoint and per module.
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Text format: only what failed (endpoints, modules and spans with a failure,
+    /// and the findings).
+    #[arg(long)]
+    pub only_failures: bool,
 }
 
 /// How findings are judged (the same for `run`, `replay` and the daemon).

@@ -28,12 +28,12 @@ fn tools_dir(name: &str) -> Result<PathBuf> {
     Ok(Path::new(&home).join(".local/share/gomod-trace").join(name))
 }
 
-fn venv() -> Result<PathBuf> {
+pub(crate) fn venv() -> Result<PathBuf> {
     tools_dir("venv")
 }
 
 /// Where the npm packages go; the validator script is written next to them.
-fn node_dir() -> Result<PathBuf> {
+pub(crate) fn node_dir() -> Result<PathBuf> {
     tools_dir("node")
 }
 

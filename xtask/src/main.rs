@@ -19,6 +19,7 @@ mod bench;
 mod deploy;
 mod download;
 mod image;
+mod viewers;
 use clap::{Parser, Subcommand};
 
 /// The bpf-linker release known to build against the nightly's LLVM here.
@@ -26,7 +27,7 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages: the Go toolchains, the lab's peers and tools (git serves and
 /// fetches direct modules; golang.org/x/mod builds the checksum database;
 /// Prometheus scrapes the daemon; podman builds and runs the container image).
-const PACKAGES: [&str; 14] = [
+const PACKAGES: [&str; 15] = [
     "golang-go",
     "golang-1.21-go",
     "golang-1.22-go",
@@ -43,6 +44,8 @@ const PACKAGES: [&str; 14] = [
     // Builds and runs the container image (runc: crun refuses hybrid cgroup hosts).
     "podman",
     "runc",
+    // The browser the HTML export is checked in (driven by Playwright).
+    "chromium",
 ];
 /// Packages that come from the release's backports suite.
 const BACKPORTS_PACKAGES: [&str; 3] = ["golang-1.21-go", "golang-1.22-go", "golang-1.23-go"];
@@ -265,6 +268,7 @@ pub(crate) fn setup() -> Result<()> {
     setup_rust_src()?;
     setup_bpf_linker()?;
     deploy::setup()?;
+    viewers::setup()?;
     step(&format!("setup done in {:.1} s", started.elapsed().as_secs_f64()));
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{EXIT_TRACER_ERROR, write_timeline};
+use super::{Console, EXIT_TRACER_ERROR, write_timeline};
 use crate::{
     cli::{BuildsArgs, DEFAULT_DATA_DIR, DEFAULT_LISTEN, ExportArgs, HistoryArgs},
     daemon::{
@@ -153,7 +153,7 @@ pub async fn export(args: &ExportArgs) -> i32 {
     match Source::of(&args.history).read(|addr| get_api(addr, &args.id), |h| h.get(&args.id)).await {
         Ok(Some(build)) => {
             let timeline = Timeline { schema_version: SCHEMA_VERSION, builds: vec![build] };
-            match write_timeline(&timeline, &args.output) {
+            match write_timeline(&timeline, &args.output, Console::Stdout) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("gomod-trace: {e}");

@@ -1,6 +1,6 @@
 //! `gomod-trace replay`: recorded events in, timeline out, through the same
 //! correlator as a live run.
-use super::{EXIT_TRACER_ERROR, write_timeline};
+use super::{Console, EXIT_TRACER_ERROR, write_timeline};
 use crate::{cli::ReplayArgs, correlate::Correlator, record};
 
 pub fn replay(args: &ReplayArgs) -> i32 {
@@ -12,7 +12,7 @@ pub fn replay(args: &ReplayArgs) -> i32 {
         }
     };
     let timeline = Correlator::timeline(events, args.judge.settings());
-    match write_timeline(&timeline, &args.output) {
+    match write_timeline(&timeline, &args.output, Console::Stdout) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("gomod-trace: {e}");

@@ -10,7 +10,7 @@ use aya::maps::{MapData, RingBuf};
 use nix::{sys::signal::Signal, time::ClockId, unistd::Pid};
 use tokio::{io::unix::AsyncFd, signal::unix::{SignalKind, signal}};
 
-use super::{EXIT_TRACER_ERROR, write_timeline};
+use super::{Console, EXIT_TRACER_ERROR, write_timeline};
 use crate::{
     capture::Capture,
     cli::RunArgs,
@@ -68,6 +68,10 @@ fn status_code(status: std::process::ExitStatus) -> i32 {
 }
 
 pub async fn run(args: &RunArgs) -> i32 {
+    if let Err(e) = super::check_output(&args.output, Console::Stderr) {
+        eprintln!("gomod-trace: {e}");
+        return EXIT_TRACER_ERROR;
+    }
     let options = ProbeOptions { go_command: args.go_command.clone(), scope: Some(std::process::id()) };
     let mut probe = match Probe::attach(&options) {
         Ok(probe) => probe,
@@ -183,7 +187,7 @@ pub async fn run(args: &RunArgs) -> i32 {
         }
     }
     let timeline = Correlator::timeline(collector.events, args.judge.settings());
-    if let Err(e) = write_timeline(&timeline, &args.output) {
+    if let Err(e) = write_timeline(&timeline, &args.output, Console::Stderr) {
         eprintln!("gomod-trace: {e}");
     }
     code

@@ -1,24 +1,47 @@
 //! Renders timelines; never changes them. JSON is the contract (contract.md), text
-//! is for a person at a terminal.
+//! is for a person at a terminal, the others are for the tools people already
+//! open: Perfetto UI, a browser, an OpenTelemetry backend.
+mod html;
+mod otlp;
+mod perfetto;
 mod text;
+
+pub use text::View;
 
 use crate::timeline::Timeline;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// A waterfall for the terminal (coloured when it is one).
+    /// Findings, then one line per endpoint and per module (every span with
+    /// --verbose); coloured on a terminal unless NO_COLOR is set.
     Text,
     /// The timeline JSON of contract.md (schema_version 1).
     Json,
+    /// A Perfetto trace (protobuf): open it at https://ui.perfetto.dev.
+    Perfetto,
+    /// One self-contained HTML page (no network access): open it in a browser.
+    Html,
+    /// OTLP/JSON (an ExportTraceServiceRequest): one trace per build.
+    Otlp,
 }
 
-pub fn render(timeline: &Timeline, format: Format, color: bool) -> String {
+impl Format {
+    /// Binary formats are not written to a terminal.
+    pub fn is_binary(self) -> bool {
+        self == Format::Perfetto
+    }
+}
+
+pub fn render(timeline: &Timeline, format: Format, view: &View) -> Vec<u8> {
     match format {
-        Format::Text => text::render(timeline, color),
+        Format::Text => text::render(timeline, view).into_bytes(),
         Format::Json => {
             let mut out = serde_json::to_string_pretty(timeline).expect("timelines serialize");
             out.push('\n');
-            out
+            out.into_bytes()
         }
+        Format::Perfetto => perfetto::render(timeline),
+        Format::Html => html::render(timeline).into_bytes(),
+        Format::Otlp => otlp::render_json(timeline).into_bytes(),
     }
 }

@@ -233,8 +233,21 @@ fn render_build(out: &mut String, build: &Build, p: &Painter) {
     let _ = writeln!(out);
 }
 
-pub fn render(timeline: &Timeline, color: bool) -> String {
-    let p = Painter { color };
+/// How the text view is laid out.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct View {
+    /// ANSI colours (a terminal, and NO_COLOR unset).
+    pub color: bool,
+    /// Columns available (a terminal's width); None: unlimited.
+    pub width: Option<usize>,
+    /// Every span, not one line per endpoint and per module.
+    pub verbose: bool,
+    /// Only what failed: failing endpoints, modules and spans, and the findings.
+    pub only_failures: bool,
+}
+
+pub fn render(timeline: &Timeline, view: &View) -> String {
+    let p = Painter { color: view.color };
     let mut out = String::new();
     if timeline.builds.is_empty() {
         out.push_str("gomod-trace: no Go build ran (no process executed the Go command)\n");

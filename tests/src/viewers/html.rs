@@ -1,0 +1,1 @@
+//! Checks the html export (being built, issue 14).

@@ -1,0 +1,1 @@
+//! Checks the otlp export (being built, issue 14).

@@ -1,0 +1,1 @@
+//! Checks the perfetto export (being built, issue 14).
