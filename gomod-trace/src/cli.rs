@@ -49,7 +49,32 @@ pub enum Command {
     /// Example: gomod-trace builds --failed --since 6h
     Builds(BuildsArgs),
     /// Write the timeline of one recorded build.
+    ///
+    /// Example: gomod-trace export 4242-1733 --format html --output build.html
     Export(ExportArgs),
+    /// Print a shell completion script.
+    ///
+    /// Examples: gomod-trace completions bash > /etc/bash_completion.d/gomod-trace;
+    /// gomod-trace completions zsh > "${fpath[1]}/_gomod-trace"
+    Completions(CompletionsArgs),
+    /// Write the manual pages (gomod-trace.1 and one per subcommand) into DIR.
+    /// `cargo xtask man` runs it.
+    #[command(hide = true)]
+    ManPages(ManPagesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManPagesArgs {
+    /// Where to write the pages (created if missing).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 /// Where the daemon keeps its history (and its lock).

@@ -357,6 +357,16 @@ pub enum Event {
 }
 
 impl Event {
+    /// Where the event belongs in time order: clock anchors first, then by
+    /// kernel time, CPU and the CPU's sequence.
+    pub fn order(&self) -> (u64, u32, u64) {
+        match (self, self.at()) {
+            (Event::Clock { .. }, _) => (0, 0, 0),
+            (_, Some(at)) => (at.ts_ns, at.cpu, at.seq),
+            (other, None) => (other.ts_ns(), u32::MAX, u64::MAX),
+        }
+    }
+
     /// Where and when the kernel raised the event (not for `Clock` and `Lost`).
     pub fn at(&self) -> Option<At> {
         match self {
@@ -395,11 +405,7 @@ impl Event {
 /// derived from kernel records (a loss, a socket reading, what became of an
 /// exec'd executable) comes after the records of its own time.
 pub fn sort_events(events: &mut [Event]) {
-    events.sort_by_key(|event| match (event, event.at()) {
-        (Event::Clock { .. }, _) => (0, 0, 0),
-        (_, Some(at)) => (at.ts_ns, at.cpu, at.seq),
-        (other, None) => (other.ts_ns(), u32::MAX, u64::MAX),
-    });
+    events.sort_by_key(Event::order);
 }
 
 /// An address of a record: IPv4 in the first four bytes.

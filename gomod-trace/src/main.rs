@@ -38,6 +38,8 @@ fn main() {
         Command::Doctor => commands::doctor::doctor(),
         Command::Builds(args) => runtime(|| commands::history::builds(&args)),
         Command::Export(args) => runtime(|| commands::history::export(&args)),
+        Command::Completions(args) => commands::manual::completions(args.shell),
+        Command::ManPages(args) => commands::manual::man_pages(&args.dir),
     };
     std::process::exit(code);
 }

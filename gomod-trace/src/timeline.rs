@@ -177,6 +177,13 @@ pub fn rfc3339(unix_ns: i128) -> String {
         .unwrap_or_else(|| format!("@{unix_ns}ns"))
 }
 
+/// An RFC 3339 time (as the timeline writes them) as nanoseconds since the Unix
+/// epoch.
+pub fn parse_rfc3339(text: &str) -> Option<i128> {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::parse(text, &Rfc3339).ok().map(|t| t.unix_timestamp_nanos())
+}
+
 /// Milliseconds with microsecond precision: stable across runs and platforms.
 pub fn millis(ns: u64) -> f64 {
     (ns / 1_000) as f64 / 1_000.0
@@ -189,6 +196,7 @@ mod tests {
     #[test]
     fn formats_time_with_nanoseconds() {
         assert_eq!(rfc3339(1_700_000_000_123_456_789), "2023-11-14T22:13:20.123456789Z");
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20.123456789Z"), Some(1_700_000_000_123_456_789));
         assert_eq!(millis(12_345_678), 12.345);
     }
 }

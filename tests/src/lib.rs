@@ -679,7 +679,7 @@ impl Lab {
 impl TracedRun {
     /// The text waterfall of this run (replayed from its recording), for messages.
     pub fn waterfall(&self) -> String {
-        let out = Command::new(gomod_trace_bin()).arg("replay").arg(&self.events).output();
+        let out = Command::new(gomod_trace_bin()).args(["replay", "--verbose"]).arg(&self.events).output();
         match out {
             Ok(out) => format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
             Err(e) => format!("(no waterfall: {e})"),

@@ -110,6 +110,10 @@ enum Task {
     /// Set up, build, and check deploy/ (systemd unit, Kubernetes manifests and the
     /// ServiceMonitor against their schemas, the dashboard); part of `test`.
     CheckDeploy,
+    /// Build gomod-trace and write its manual pages (from its command-line
+    /// definition) into target/man, each checked by man(1) for warnings. Part of
+    /// `test`.
+    Man,
     /// Build the container image (deploy/container/Containerfile) with podman:
     /// localhost/gomod-trace:VERSION and :latest. Part of `test`.
     Image,
@@ -333,6 +337,7 @@ fn test() -> Result<()> {
     step("deploy/ manifests");
     let checked = deploy::check(&gomod_trace_lab::gomod_trace_bin())?;
     step(&format!("deploy/: {checked}"));
+    step(&format!("manual pages: {}", man()?));
     step("container image (the lab runs it as the DaemonSet does)");
     let image = image::build()?;
     step(&format!("image: {image}"));
@@ -340,6 +345,23 @@ fn test() -> Result<()> {
     let lab = unit.and_then(|()| tally.cargo_test(&["-p", "gomod-trace-lab", "--", "--test-threads=1"]));
     println!("xtask: {} passed, {} failed, {} skipped", tally.passed, tally.failed, tally.ignored);
     lab
+}
+
+/// Writes the manual pages into target/man and has man(1) format each one with
+/// its warnings on: a page it complains about fails.
+fn man() -> Result<String> {
+    let dir = workspace_root().join("target/man");
+    let _ = std::fs::remove_dir_all(&dir);
+    status(Command::new(gomod_trace_lab::gomod_trace_bin()).arg("man-pages").arg(&dir))?;
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(&dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    pages.sort();
+    for page in &pages {
+        let out = Command::new("man").args(["--warnings", "-l"]).arg(page).env("MANWIDTH", "80").output().context("man")?;
+        let warnings = String::from_utf8_lossy(&out.stderr);
+        ensure!(out.status.success() && warnings.trim().is_empty(), "{}: {warnings}", page.display());
+        ensure!(String::from_utf8_lossy(&out.stdout).contains("SYNOPSIS"), "{}: no SYNOPSIS", page.display());
+    }
+    Ok(format!("{} pages in {}, formatted by man(1) without warnings", pages.len(), dir.display()))
 }
 
 fn demo() -> Result<()> {
@@ -386,6 +408,11 @@ fn main() -> Result<()> {
         Task::Setup => setup(),
         Task::Test => test(),
         Task::Demo => demo(),
+        Task::Man => {
+            build()?;
+            step(&format!("manual pages: {}", man()?));
+            Ok(())
+        }
         Task::Image => {
             setup()?;
             step(&format!("image: {}", image::build()?));

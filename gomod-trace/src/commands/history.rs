@@ -146,6 +146,10 @@ pub async fn builds(args: &BuildsArgs) -> i32 {
 }
 
 pub async fn export(args: &ExportArgs) -> i32 {
+    if let Err(e) = super::check_output(&args.output, Console::Stdout) {
+        eprintln!("gomod-trace: {e}");
+        return EXIT_TRACER_ERROR;
+    }
     if !valid_build_id(&args.id) {
         eprintln!("gomod-trace: {:?} is not a build id: ids are digits and dashes, as `gomod-trace builds` lists them", args.id);
         return 2;

@@ -2,6 +2,8 @@
 pub mod daemon;
 pub mod doctor;
 pub mod history;
+pub mod manual;
+mod progress;
 pub mod replay;
 pub mod run;
 
@@ -44,11 +46,8 @@ impl Console {
 /// format written to a terminal.
 pub fn check_output(output: &OutputArgs, console: Console) -> Result<(), String> {
     if output.output.is_none() && output.format.is_binary() && console.is_terminal() {
-        return Err(format!(
-            "the {:?} format is binary and will not be written to a terminal: give --output FILE",
-            output.format
-        )
-        .to_lowercase());
+        let name = clap::ValueEnum::to_possible_value(&output.format).map(|v| v.get_name().to_string()).unwrap_or_default();
+        return Err(format!("the {name} format is binary and will not be written to a terminal: give --output FILE"));
     }
     Ok(())
 }
@@ -78,7 +77,11 @@ pub fn write_timeline(timeline: &Timeline, output: &OutputArgs, console: Console
             }
             let bytes = export::render(timeline, output.format, &view);
             let name = if console == Console::Stdout { "standard output" } else { "standard error" };
-            console.write(&bytes).map_err(|e| format!("cannot write to {name}: {e}"))
+            match console.write(&bytes) {
+                // A closed pipe (`| head`) is the reader's choice, not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                written => written.map_err(|e| format!("cannot write to {name}: {e}")),
+            }
         }
     }
 }

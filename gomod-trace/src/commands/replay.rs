@@ -4,6 +4,10 @@ use super::{Console, EXIT_TRACER_ERROR, write_timeline};
 use crate::{cli::ReplayArgs, correlate::Correlator, record};
 
 pub fn replay(args: &ReplayArgs) -> i32 {
+    if let Err(e) = super::check_output(&args.output, Console::Stdout) {
+        eprintln!("gomod-trace: {e}");
+        return EXIT_TRACER_ERROR;
+    }
     let events = match record::read(&args.events) {
         Ok(events) => events,
         Err(e) => {

@@ -2,6 +2,7 @@
 //! the builds it starts until it exits, then render their timelines. The command's
 //! exit status is ours; tracer errors never hide it.
 use std::{
+    io::IsTerminal as _,
     os::unix::process::ExitStatusExt as _,
     time::Duration,
 };
@@ -129,6 +130,7 @@ pub async fn run(args: &RunArgs) -> i32 {
         }
     };
 
+    let mut live = std::io::stderr().is_terminal().then(|| super::progress::LiveLine::new(args.judge.settings()));
     let mut drain = tokio::time::interval(crate::probe::DRAIN_EVERY);
     let status = loop {
         tokio::select! {
@@ -137,6 +139,9 @@ pub async fn run(args: &RunArgs) -> i32 {
                 collector.drain(ring.get_mut(), &mut probe);
                 collector.check_lost(&probe);
                 probe.flush_logs();
+                if let Some(live) = &mut live {
+                    live.update(&collector.events, &probe);
+                }
             }
             guard = ring.readable_mut() => match guard {
                 Ok(mut guard) => {
@@ -159,6 +164,9 @@ pub async fn run(args: &RunArgs) -> i32 {
             }
         }
     };
+    if let Some(live) = &live {
+        live.clear();
+    }
     let code = match status {
         Ok(status) => status_code(status),
         Err(e) => {

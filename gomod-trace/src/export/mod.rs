@@ -6,7 +6,7 @@ mod otlp;
 mod perfetto;
 mod text;
 
-pub use text::View;
+pub use text::{View, human_duration};
 
 use crate::timeline::Timeline;
 
