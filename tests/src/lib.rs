@@ -624,9 +624,23 @@ impl Lab {
         tracer_args: &[&str],
         timeout: Duration,
     ) -> TracedRun {
-        let timeline = self.path("timeline.json");
+        self.traced_to("json", &self.path("timeline.json"), argv, overrides, tracer_args, timeout)
+    }
+
+    /// As [`Lab::traced_with`], with `run --format FORMAT --output REPORT`; the
+    /// run's timeline JSON ([`TracedRun::json`]) is then the replay of its
+    /// recording (byte for byte what `run --format json` would have written).
+    pub fn traced_to(
+        &self,
+        format: &str,
+        report: &Path,
+        argv: &[&str],
+        overrides: &[(&str, &str)],
+        tracer_args: &[&str],
+        timeout: Duration,
+    ) -> TracedRun {
         let events = self.path("events.jsonl");
-        let _ = std::fs::remove_file(&timeline);
+        let _ = std::fs::remove_file(report);
         let env = self.go_env(overrides);
         let started = Instant::now();
         let mut command = Command::new("timeout");
@@ -636,8 +650,8 @@ impl Lab {
             .args(["ip", "netns", "exec", &self.client_ns, "env", "-i"])
             .args(env.iter().map(|(k, v)| format!("{k}={v}")))
             .arg(gomod_trace_bin())
-            .args(["run", "--format", "json", "--output"])
-            .arg(&timeline)
+            .args(["run", "--format", format, "--output"])
+            .arg(report)
             .arg("--record")
             .arg(&events)
             .args(tracer_args)
@@ -654,9 +668,16 @@ impl Lab {
             !(output.status.code() == Some(124) && elapsed >= timeout),
             "gomod-trace run timed out after {timeout:?}: {stderr}"
         );
-        let json = std::fs::read(&timeline).unwrap_or_else(|e| {
-            panic!("no timeline written ({e}); status {:?}, stderr: {stderr}", output.status)
+        let written = std::fs::read(report).unwrap_or_else(|e| {
+            panic!("no {format} report written ({e}); status {:?}, stderr: {stderr}", output.status)
         });
+        let json = if format == "json" {
+            written
+        } else {
+            let replayed = Command::new(gomod_trace_bin()).args(["replay", "--format", "json"]).arg(&events).output().expect("replay");
+            assert!(replayed.status.success(), "replay: {}", String::from_utf8_lossy(&replayed.stderr));
+            replayed.stdout
+        };
         let timeline = serde_json::from_slice(&json).expect("timeline is JSON");
         // Developers refresh the replay fixtures with GOMOD_TRACE_SAVE_EVENTS=DIR.
         // Each run of a test gets its own file: <test>-<n>.jsonl, n counting from 1.
@@ -677,12 +698,22 @@ impl Lab {
 }
 
 impl TracedRun {
-    /// The text waterfall of this run (replayed from its recording), for messages.
+    /// The text waterfall of this run (every span, replayed from its recording),
+    /// for messages.
     pub fn waterfall(&self) -> String {
-        let out = Command::new(gomod_trace_bin()).args(["replay", "--verbose"]).arg(&self.events).output();
+        self.replayed(&["--verbose"])
+    }
+
+    /// The report `run` prints by default (replayed from its recording).
+    pub fn report(&self) -> String {
+        self.replayed(&[])
+    }
+
+    fn replayed(&self, args: &[&str]) -> String {
+        let out = Command::new(gomod_trace_bin()).arg("replay").args(args).arg(&self.events).output();
         match out {
             Ok(out) => format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
-            Err(e) => format!("(no waterfall: {e})"),
+            Err(e) => format!("(no timeline: {e})"),
         }
     }
 }

@@ -380,7 +380,7 @@ fn demo() -> Result<()> {
     println!("== 1. a clean `go mod download`\n");
     let lab = gomod_trace_lab::Lab::start();
     let run = lab.traced_download(&proxy, Duration::from_secs(120));
-    println!("{}", run.waterfall());
+    println!("{}", run.report());
     drop(lab);
 
     println!("== 2. the same, with nftables on the agent dropping packets to the proxy (about 30 s)\n");
@@ -391,7 +391,7 @@ fn demo() -> Result<()> {
         lab.ip_of(gomod_trace_lab::PROXY_NAME)
     ));
     let run = lab.traced_download(&proxy, Duration::from_secs(120));
-    println!("{}", run.waterfall());
+    println!("{}", run.report());
     println!("xtask: go printed:\n{}", run.stderr.trim_end());
     drop(lab);
 
@@ -399,7 +399,7 @@ fn demo() -> Result<()> {
     let lab = gomod_trace_lab::Lab::start();
     lab.require_modules(2);
     let run = lab.traced_download("http://s404.lab.test,direct", Duration::from_secs(120));
-    println!("{}", run.waterfall());
+    println!("{}", run.report());
     Ok(())
 }
 
