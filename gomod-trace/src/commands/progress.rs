@@ -14,7 +14,7 @@ use crate::{
     event::Event,
     export::human_duration,
     probe::{self, Probe},
-    timeline::{Build, SpanKind},
+    timeline::{Build, Span, SpanKind},
 };
 
 /// Nothing is drawn for builds shorter than this.
@@ -77,7 +77,7 @@ impl LiveLine {
     }
 }
 
-/// `gomod-trace: 12.0s  modules 14 fetched, 3 in progress  connections 2 open  stalled: proxy.lab.test:443 31s`
+/// `gomod-trace: 12.00s  modules 14 fetched, 3 in progress  connections 2 open  stalled: proxy.lab.test:443 (connection open 31.2s)`
 fn describe(elapsed: Duration, running: &[Build]) -> String {
     let mut line = format!("gomod-trace: {}", human_duration(elapsed.as_secs_f64().floor() * 1000.0));
     if running.is_empty() {
@@ -85,9 +85,11 @@ fn describe(elapsed: Duration, running: &[Build]) -> String {
         return line;
     }
     let spans = || running.iter().flat_map(|b| b.spans.iter());
+    // A running build's open spans are closed at the time of the look, and say so.
+    let open = |s: &&Span| s.attrs.get("unfinished").is_some_and(|v| *v == true);
     let modules = spans().filter(|s| s.kind == SpanKind::Module);
-    let (done, fetching) = modules.fold((0, 0), |(d, f), s| if s.end.is_some() { (d + 1, f) } else { (d, f + 1) });
-    let open = spans().filter(|s| s.kind == SpanKind::Transfer && s.end.is_none()).count();
+    let (done, fetching) = modules.fold((0, 0), |(d, f), s| if open(&s) { (d, f + 1) } else { (d + 1, f) });
+    let open = spans().filter(|s| s.kind == SpanKind::Transfer && open(s)).count();
     line.push_str(&format!("  modules {done} fetched, {fetching} in progress  connections {open} open"));
     let stalled: Vec<String> = running
         .iter()
@@ -99,7 +101,8 @@ fn describe(elapsed: Duration, running: &[Build]) -> String {
         .map(|s| {
             let host = s.host.clone().or_else(|| s.addr.clone()).unwrap_or_default();
             let host: String = host.chars().filter(|c| !c.is_control()).collect();
-            format!("{host}:{} {}", s.port.unwrap_or(0), s.duration_ms.map_or_else(String::new, human_duration))
+            let open_for = s.duration_ms.map_or_else(String::new, |ms| format!(" (connection open {})", human_duration(ms)));
+            format!("{host}:{}{open_for}", s.port.unwrap_or(0))
         })
         .collect();
     if !stalled.is_empty() {
