@@ -315,7 +315,10 @@ impl Exporter {
             } else {
                 tokio::select! {
                     build = queue.recv() => build,
-                    _ = self.stop.changed() => continue,
+                    changed = self.stop.changed() => {
+                        self.stop_signalled(changed.is_err());
+                        continue;
+                    }
                 }
             };
             let Some(first) = first else { break };
@@ -350,7 +353,14 @@ impl Exporter {
     }
 
     fn check_stop(&mut self) {
-        if self.deadline.is_none() && *self.stop.borrow() {
+        let stopping = *self.stop.borrow();
+        self.stop_signalled(stopping);
+    }
+
+    /// Starts the flush time if `stopping` (the stop signal turned true, or its
+    /// sender is gone: the daemon is going away).
+    fn stop_signalled(&mut self, stopping: bool) {
+        if stopping && self.deadline.is_none() {
             self.deadline = Some(Instant::now() + self.tuning.flush);
         }
     }
@@ -424,7 +434,7 @@ impl Exporter {
                 // A stop while waiting shortens the time left.
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    _ = self.stop.changed() => {}
+                    changed = self.stop.changed() => self.stop_signalled(changed.is_err()),
                 }
             }
         }
