@@ -104,7 +104,8 @@ pub struct DaemonArgs {
     ///
     /// Example: --otlp-header "authorization=Bearer $TOKEN". Added to those of
     /// OTEL_EXPORTER_OTLP_HEADERS and OTEL_EXPORTER_OTLP_TRACES_HEADERS (k=v,k2=v2,
-    /// values URL-encoded), replacing one of the same name.
+    /// values URL-encoded), replacing one of the same name. For a secret, prefer
+    /// the variables: a command line is visible to every user of the host.
     #[arg(long = "otlp-header", value_name = "KEY=VALUE")]
     pub otlp_headers: Vec<String>,
 }

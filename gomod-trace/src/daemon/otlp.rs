@@ -477,21 +477,31 @@ impl Answer {
 }
 
 impl Client {
+    /// Posts one request. A kept connection the endpoint closed meanwhile (an
+    /// idle timeout) is replaced at once, not counted as a failure.
     async fn post(&mut self, body: Bytes) -> Result<Answer, String> {
+        if let Some(sender) = self.connection.take().filter(|c| !c.is_closed())
+            && let Ok(answer) = self.send(sender, body.clone()).await
+        {
+            return Ok(answer);
+        }
+        let sender = self.connect().await?;
+        self.send(sender, body).await
+    }
+
+    async fn connect(&self) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String> {
         let endpoint = &self.config.endpoint;
-        let mut sender = match self.connection.take().filter(|c| !c.is_closed()) {
-            Some(sender) => sender,
-            None => {
-                let stream = tokio::net::TcpStream::connect((endpoint.host.as_str(), endpoint.port))
-                    .await
-                    .map_err(|e| format!("cannot connect to {}: {e}", endpoint.shown))?;
-                let _ = stream.set_nodelay(true);
-                let (sender, connection) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
-                tokio::spawn(connection);
-                sender
-            }
-        };
+        let stream = tokio::net::TcpStream::connect((endpoint.host.as_str(), endpoint.port))
+            .await
+            .map_err(|e| format!("cannot connect to {}: {e}", endpoint.shown))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        Ok(sender)
+    }
+
+    async fn send(&mut self, mut sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>, body: Bytes) -> Result<Answer, String> {
+        let endpoint = &self.config.endpoint;
         sender.ready().await.map_err(|e| e.to_string())?;
         let mut request = Request::post(endpoint.path.as_str())
             .header(header::HOST, endpoint.authority.as_str())

@@ -73,7 +73,8 @@ pub fn trace_request(builds: &[Build], resource: &ResourceInfo) -> ExportTraceSe
 /// OTLP/JSON (the OTLP specification's JSON encoding of an
 /// ExportTraceServiceRequest) on one line: the file format the OpenTelemetry
 /// Collector's `otlpjsonfile` receiver reads, and what an OTLP/HTTP endpoint
-/// takes with `Content-Type: application/json`.
+/// takes with `Content-Type: application/json`. Its resource is the host that
+/// renders it (`host.name`): for `replay`, the machine replaying.
 ///
 /// The crate's serde output was checked against the specification: lowerCamelCase
 /// field names, trace and span ids as lowercase hex, 64-bit integers (times,
