@@ -108,6 +108,31 @@ pub struct DaemonArgs {
     pub go_command: String,
     #[command(flatten)]
     pub judge: JudgeArgs,
+    /// Also push every finished build as an OpenTelemetry trace to this OTLP/HTTP
+    /// endpoint.
+    ///
+    /// Example: --otlp-endpoint http://collector:4318 (an OpenTelemetry Collector;
+    /// Jaeger and Grafana Tempo take OTLP/HTTP on port 4318 too). A URL without a
+    /// path gets /v1/traces; one with a path is used as it is. Without this flag
+    /// the standard variables apply: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (used as it
+    /// is), else OTEL_EXPORTER_OTLP_ENDPOINT (+ /v1/traces). Only http:// for now:
+    /// for TLS, send to a collector on the host that forwards. One trace per build
+    /// (its spans are the timeline's, findings are span events), sent as protobuf,
+    /// up to 64 builds a request or each second; retried with backoff on 429, 502,
+    /// 503, 504 and connection errors (Retry-After honoured) for up to 2 minutes,
+    /// then dropped. Tracing never waits for the endpoint: past 1,024 queued
+    /// builds, more are dropped. See gomod_trace_otlp_exported_builds_total and
+    /// gomod_trace_otlp_dropped_builds_total{reason} in /metrics.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// A header of every OTLP request (repeatable); values are never logged.
+    ///
+    /// Example: --otlp-header "authorization=Bearer $TOKEN". Added to those of
+    /// OTEL_EXPORTER_OTLP_HEADERS and OTEL_EXPORTER_OTLP_TRACES_HEADERS (k=v,k2=v2,
+    /// values URL-encoded), replacing one of the same name. For a secret, prefer
+    /// the variables: a command line is visible to every user of the host.
+    #[arg(long = "otlp-header", value_name = "KEY=VALUE")]
+    pub otlp_headers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

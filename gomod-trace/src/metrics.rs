@@ -69,6 +69,85 @@ struct ProgramLabels {
     program: String,
 }
 
+/// Why a build was not exported over OTLP (`gomod_trace_otlp_dropped_builds_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpDrop {
+    /// The exporter's queue was full: the endpoint is slower than builds finish.
+    QueueFull,
+    /// The endpoint refused the request for good (a 4xx other than 429).
+    Rejected,
+    /// Still failing when the retry time ran out.
+    RetriesExhausted,
+    /// Still queued (or being retried) when the daemon's stop allowed no more time.
+    Shutdown,
+}
+
+impl OtlpDrop {
+    pub const ALL: [OtlpDrop; 4] = [OtlpDrop::QueueFull, OtlpDrop::Rejected, OtlpDrop::RetriesExhausted, OtlpDrop::Shutdown];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtlpDrop::QueueFull => "queue_full",
+            OtlpDrop::Rejected => "rejected",
+            OtlpDrop::RetriesExhausted => "retries_exhausted",
+            OtlpDrop::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Why one OTLP request failed (`gomod_trace_otlp_failed_requests_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpFailure {
+    /// HTTP 429: retried.
+    Throttled,
+    /// HTTP 502, 503 or 504: retried.
+    Unavailable,
+    /// Any other status that is not a success: not retried.
+    Rejected,
+    /// No connection, or it broke: retried.
+    Connection,
+    /// No answer in time: retried.
+    Timeout,
+}
+
+impl OtlpFailure {
+    pub const ALL: [OtlpFailure; 5] =
+        [OtlpFailure::Throttled, OtlpFailure::Unavailable, OtlpFailure::Rejected, OtlpFailure::Connection, OtlpFailure::Timeout];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtlpFailure::Throttled => "throttled",
+            OtlpFailure::Unavailable => "unavailable",
+            OtlpFailure::Rejected => "rejected",
+            OtlpFailure::Connection => "connection",
+            OtlpFailure::Timeout => "timeout",
+        }
+    }
+}
+
+/// The OTLP exporter's counters: handles it keeps (no lock), registered in
+/// [`Metrics`].
+#[derive(Clone, Default)]
+pub struct OtlpMetrics {
+    exported: Counter,
+    dropped: Family<ReasonLabels, Counter>,
+    failed_requests: Family<ReasonLabels, Counter>,
+}
+
+impl OtlpMetrics {
+    pub fn exported(&self, builds: u64) {
+        self.exported.inc_by(builds);
+    }
+
+    pub fn dropped(&self, reason: OtlpDrop, builds: u64) {
+        self.dropped.get_or_create(&ReasonLabels { reason: reason.as_str().into() }).inc_by(builds);
+    }
+
+    pub fn failed(&self, reason: OtlpFailure) {
+        self.failed_requests.get_or_create(&ReasonLabels { reason: reason.as_str().into() }).inc();
+    }
+}
+
 fn latency_buckets() -> Histogram {
     // 1 ms … ~33 s: DNS answers, connects, handshakes, and the timeouts behind them.
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 16))
@@ -98,6 +177,8 @@ pub struct Metrics {
     pub ring_fill: Gauge<f64, std::sync::atomic::AtomicU64>,
     program_runs: Family<ProgramLabels, Counter>,
     program_run_time: Family<ProgramLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    /// The OTLP exporter's counters (zero when it is not enabled).
+    pub otlp: OtlpMetrics,
     /// Last kernel totals per program, to turn them into counter increments.
     program_totals: std::collections::HashMap<String, (u64, f64)>,
     /// The `host` label values handed out so far.
@@ -169,6 +250,25 @@ impl Metrics {
         registry.register("bpf_program_runs", "Runs of each eBPF program (kernel BPF statistics)", program_runs.clone());
         let program_run_time = Family::<ProgramLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
         registry.register_with_unit("bpf_program_run_time", "Time spent in each eBPF program (kernel BPF statistics)", Unit::Seconds, program_run_time.clone());
+        let otlp = OtlpMetrics::default();
+        registry.register("otlp_exported_builds", "Builds pushed to the OTLP endpoint and accepted by it", otlp.exported.clone());
+        registry.register(
+            "otlp_dropped_builds",
+            "Builds never pushed to the OTLP endpoint, by reason (queue_full, rejected, retries_exhausted, shutdown)",
+            otlp.dropped.clone(),
+        );
+        registry.register(
+            "otlp_failed_requests",
+            "OTLP requests that failed, by reason (throttled, unavailable, rejected, connection, timeout); most are retried",
+            otlp.failed_requests.clone(),
+        );
+        // Every reason from the start, so that an alert on a rise sees the zero.
+        for reason in OtlpDrop::ALL {
+            otlp.dropped(reason, 0);
+        }
+        for reason in OtlpFailure::ALL {
+            let _ = otlp.failed_requests.get_or_create(&ReasonLabels { reason: reason.as_str().into() });
+        }
         Metrics {
             registry,
             builds,
@@ -189,6 +289,7 @@ impl Metrics {
             ring_fill,
             program_runs,
             program_run_time,
+            otlp,
             program_totals: Default::default(),
             host_labels: Default::default(),
         }
@@ -316,6 +417,13 @@ mod tests {
             assert!(text.contains(line), "{line} missing from:\n{text}");
         }
         assert!(text.contains("# TYPE gomod_trace_dns_latency_seconds histogram"));
+        for line in [
+            "gomod_trace_otlp_exported_builds_total 0",
+            "gomod_trace_otlp_dropped_builds_total{reason=\"queue_full\"} 0",
+            "gomod_trace_otlp_failed_requests_total{reason=\"unavailable\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
         assert!(text.ends_with("# EOF\n"));
         // No addresses, module paths or pids in any label.
         for forbidden in ["10.231.", "lab.test/mod", "pid="] {

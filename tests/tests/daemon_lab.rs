@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use gomod_trace_lab::{Lab, PROXY_NAME, gomod_trace_bin, lab_available};
+use gomod_trace_lab::{Lab, PROXY_NAME, gomod_trace_bin, lab_available, viewers::otlp};
 use serde_json::Value;
 
 /// A daemon process, killed when dropped.
@@ -55,6 +55,17 @@ impl Daemon {
             assert!(Instant::now() < deadline, "the daemon did not stop on {signal}");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// As [`Daemon::stop`], and what it wrote on stderr.
+    fn stop_with_stderr(mut self, signal: &str) -> (std::process::ExitStatus, String) {
+        let stderr = self.child.stderr.take();
+        let status = self.stop(signal);
+        let mut text = String::new();
+        if let Some(mut e) = stderr {
+            let _ = e.read_to_string(&mut text);
+        }
+        (status, text)
     }
 
     fn stderr(mut self) -> String {
@@ -685,4 +696,72 @@ fn a_hanging_build_shows_its_stall_while_it_hangs() {
     });
     let (_, running) = get_json(daemon.addr, "/api/v1/running");
     assert!(running["builds"].as_array().unwrap().iter().all(|b| b["id"] != id.as_str()));
+}
+
+/// The daemon pushes each finished build as an OpenTelemetry trace to an
+/// OTLP/HTTP receiver (in this test process, on loopback: the daemon runs in the
+/// host's namespace), with the configured header; what arrives is the build the
+/// daemon itself exports as timeline JSON, span by span, once.
+#[test]
+fn the_daemon_pushes_each_finished_build_over_otlp() {
+    if !lab_available("the_daemon_pushes_each_finished_build_over_otlp") {
+        return;
+    }
+    let lab = Lab::start();
+    lab.require_modules(2);
+    let receiver = otlp::Receiver::start("127.0.0.1:0");
+    let secret = "x-api-key=lab-otlp-s3cret";
+    let daemon = Daemon::start_with(&lab.path("daemon-data"), &["--otlp-endpoint", &receiver.url(), "--otlp-header", secret]);
+
+    let status = lab.client_command(&["go", "mod", "download"], &[]).status().unwrap();
+    assert!(status.success());
+    wait_until("the build in the history", Duration::from_secs(30), || !downloads(&recorded(daemon.addr)).is_empty());
+    let id = downloads(&recorded(daemon.addr))[0]["id"].as_str().unwrap().to_string();
+    let root_of_build = |requests: &[otlp::Received]| {
+        requests
+            .iter()
+            .flat_map(|r| r.request.resource_spans.iter().flat_map(|rs| rs.scope_spans.iter().flat_map(|ss| ss.spans.iter())))
+            .filter(|s| {
+                s.parent_span_id.is_empty()
+                    && s.attributes.iter().any(|kv| {
+                        kv.key == "gomod_trace.build.id"
+                            && kv.value.as_ref().and_then(|v| v.value.as_ref())
+                                == Some(&opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(id.clone()))
+                    })
+            })
+            .count()
+    };
+    receiver.wait_for("the build's trace", Duration::from_secs(20), |r| root_of_build(r) > 0);
+    // Batches go out each second: a duplicate would have come by now.
+    std::thread::sleep(Duration::from_secs(2));
+    let received = receiver.accepted();
+    assert_eq!(root_of_build(&received), 1, "delivered once");
+    assert!(received.iter().all(|r| r.path == "/v1/traces" && r.content_type == "application/x-protobuf"));
+    assert!(received.iter().all(|r| r.headers.contains(&("x-api-key".into(), "lab-otlp-s3cret".into()))), "the header sent");
+
+    // The daemon's own export of that build, as timeline JSON.
+    let out = Command::new(gomod_trace_bin())
+        .args(["export", &id, "--format", "json", "--daemon", &daemon.addr.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let timeline: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let requests: Vec<_> = received.iter().map(|r| r.request.clone()).collect();
+    otlp::check(&otlp::only_build(&requests, &id), &timeline);
+    let modules = timeline["builds"][0]["spans"].as_array().unwrap().iter().filter(|s| s["kind"] == "module").count();
+    assert_eq!(modules, 2, "{timeline:#}");
+
+    let (status, metrics) = get(daemon.addr, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    let exported = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("gomod_trace_otlp_exported_builds_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert!(exported.is_some_and(|n| n >= 1.0), "{metrics}");
+    assert!(metrics.contains("gomod_trace_otlp_dropped_builds_total{reason=\"queue_full\"} 0"), "{metrics}");
+
+    let (status, stderr) = daemon.stop_with_stderr("TERM");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("pushing every finished build over OTLP/HTTP") && stderr.contains(&receiver.url()), "{stderr}");
+    assert!(!stderr.contains("lab-otlp-s3cret"), "a header value in the log: {stderr}");
 }

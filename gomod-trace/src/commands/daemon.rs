@@ -1,11 +1,19 @@
 //! `gomod-trace daemon`: the command line into the daemon's configuration.
 use crate::{
     cli::DaemonArgs,
-    daemon::{self, DaemonConfig},
+    commands::EXIT_TRACER_ERROR,
+    daemon::{self, DaemonConfig, otlp::OtlpConfig},
     history::Retention,
 };
 
 pub async fn daemon(args: DaemonArgs) -> i32 {
+    let otlp = match OtlpConfig::resolve(args.otlp_endpoint.as_deref(), &args.otlp_headers, |name| std::env::var(name).ok()) {
+        Ok(otlp) => otlp,
+        Err(e) => {
+            eprintln!("gomod-trace: {e}");
+            return EXIT_TRACER_ERROR;
+        }
+    };
     daemon::run(DaemonConfig {
         listen: args.listen,
         data_dir: args.data_dir,
@@ -13,6 +21,7 @@ pub async fn daemon(args: DaemonArgs) -> i32 {
         idle_timeout: args.idle_timeout,
         go_command: args.go_command,
         settings: args.judge.settings(),
+        otlp,
     })
     .await
 }

@@ -7,10 +7,12 @@
 //! running then are marked incomplete); the correlator puts events back in time
 //! order (records from different CPUs arrive out of order), correlates them, and
 //! hands each build whose root has exited (and whose sockets had time to close)
-//! to the history writer and the metrics; the HTTP server reads the history and
-//! the metrics.
+//! to the history writer and the metrics (and, when an endpoint is given, offers
+//! it to the OTLP exporter, which never holds the correlator up); the HTTP server
+//! reads the history and the metrics.
 pub mod api;
 pub mod client;
+pub mod otlp;
 
 use std::{
     fs::File,
@@ -69,6 +71,8 @@ pub struct DaemonConfig {
     pub go_command: String,
     /// How findings are judged.
     pub settings: crate::correlate::Settings,
+    /// Where finished builds are pushed as OpenTelemetry traces, if anywhere.
+    pub otlp: Option<otlp::OtlpConfig>,
 }
 
 /// What the API reads.
@@ -145,7 +149,17 @@ async fn serve(config: DaemonConfig) -> Result<(), String> {
     release_startup_memory();
 
     let writer = spawn_writer(history, config.retention);
-    let correlator = tokio::spawn(correlate(events_rx, writer.0.clone(), shared.clone(), config.idle_timeout, config.settings));
+    let exporter = config.otlp.map(|otlp| {
+        tracing::info!(endpoint = %otlp.endpoint(), headers = ?otlp.header_names(), "pushing every finished build over OTLP/HTTP");
+        let metrics = shared.metrics.lock().unwrap_or_else(|p| p.into_inner()).otlp.clone();
+        let tuning = otlp::Tuning::default();
+        let wait = tuning.flush + Duration::from_secs(1);
+        let (offer, task) = otlp::spawn(otlp, tuning, metrics, crate::export::otlp::ResourceInfo::this_host(), stop_rx.clone());
+        (offer, task, wait)
+    });
+    let offer = exporter.as_ref().map(|(offer, _, _)| offer.clone());
+    let correlator =
+        tokio::spawn(correlate(events_rx, writer.0.clone(), offer, shared.clone(), config.idle_timeout, config.settings));
     let reader = tokio::spawn(read(probe, ring, fill, context, events_tx, shared.clone(), stop_rx.clone()));
     let server = tokio::spawn(api::serve(listener, shared.clone(), stop_rx));
     shared.ready.store(true, Ordering::SeqCst);
@@ -166,6 +180,14 @@ async fn serve(config: DaemonConfig) -> Result<(), String> {
     // finishes every build and drops the writer's sender.
     let _ = reader.await;
     let _ = correlator.await;
+    // The correlator dropped its offer: the exporter sends what is queued, within
+    // its flush time.
+    if let Some((offer, task, wait)) = exporter {
+        drop(offer);
+        if tokio::time::timeout(wait, task).await.is_err() {
+            tracing::warn!("the OTLP exporter did not finish in time; builds still queued are not exported");
+        }
+    }
     drop(writer.0);
     let _ = writer.1.join();
     let _ = server.await;
@@ -314,6 +336,7 @@ impl ProgressFilter {
 async fn correlate(
     mut events: mpsc::Receiver<Vec<Event>>,
     builds: std::sync::mpsc::Sender<Build>,
+    otlp: Option<otlp::Offer>,
     shared: Arc<Shared>,
     idle_timeout: Duration,
     settings: crate::correlate::Settings,
@@ -328,6 +351,9 @@ async fn correlate(
         let mut metrics = shared.metrics.lock().unwrap_or_else(|p| p.into_inner());
         for build in finished {
             metrics.observe(&build);
+            if let Some(otlp) = &otlp {
+                otlp.offer(build.clone());
+            }
             let _ = builds.send(build);
         }
     };

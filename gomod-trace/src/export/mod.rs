@@ -2,7 +2,7 @@
 //! is for a person at a terminal, the others are for the tools people already
 //! open: Perfetto UI, a browser, an OpenTelemetry backend.
 mod html;
-mod otlp;
+pub mod otlp;
 mod perfetto;
 mod text;
 
