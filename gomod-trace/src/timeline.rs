@@ -177,6 +177,12 @@ pub fn rfc3339(unix_ns: i128) -> String {
         .unwrap_or_else(|| format!("@{unix_ns}ns"))
 }
 
+/// Nanoseconds since the Unix epoch of an RFC 3339 time (the inverse of [`rfc3339`]).
+pub fn parse_ns(rfc3339: &str) -> Option<i128> {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::parse(rfc3339, &Rfc3339).ok().map(|t| t.unix_timestamp_nanos())
+}
+
 /// Milliseconds with microsecond precision: stable across runs and platforms.
 pub fn millis(ns: u64) -> f64 {
     (ns / 1_000) as f64 / 1_000.0
@@ -190,5 +196,7 @@ mod tests {
     fn formats_time_with_nanoseconds() {
         assert_eq!(rfc3339(1_700_000_000_123_456_789), "2023-11-14T22:13:20.123456789Z");
         assert_eq!(millis(12_345_678), 12.345);
+        assert_eq!(parse_ns("2023-11-14T22:13:20.123456789Z"), Some(1_700_000_000_123_456_789));
+        assert_eq!(parse_ns("yesterday"), None);
     }
 }

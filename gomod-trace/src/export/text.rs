@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use anstyle::{AnsiColor, Style};
 use serde_json::Value;
 
-use crate::timeline::{Build, Severity, Span, SpanKind, Timeline};
+use crate::timeline::{Build, Severity, Span, SpanKind, Timeline, parse_ns};
 
 const BAR_WIDTH: usize = 32;
 
@@ -34,11 +34,6 @@ fn bold() -> Style {
 
 fn duration(ms: f64) -> String {
     if ms >= 1000.0 { format!("{:.3}s", ms / 1000.0) } else { format!("{ms:.1}ms") }
-}
-
-fn parse_ns(rfc3339: &str) -> Option<i128> {
-    use time::format_description::well_known::Rfc3339;
-    time::OffsetDateTime::parse(rfc3339, &Rfc3339).ok().map(|t| t.unix_timestamp_nanos())
 }
 
 fn attr<'a>(span: &'a Span, key: &str) -> Option<&'a Value> {
