@@ -44,11 +44,8 @@ impl Console {
 /// format written to a terminal.
 pub fn check_output(output: &OutputArgs, console: Console) -> Result<(), String> {
     if output.output.is_none() && output.format.is_binary() && console.is_terminal() {
-        return Err(format!(
-            "the {:?} format is binary and will not be written to a terminal: give --output FILE",
-            output.format
-        )
-        .to_lowercase());
+        let format = format!("{:?}", output.format).to_lowercase();
+        return Err(format!("the {format} format is binary and will not be written to a terminal: give --output FILE"));
     }
     Ok(())
 }
