@@ -123,6 +123,7 @@ async function run(context) {
     if (zoomMs === null) zoomMs = z;
     if (b.spans.length >= 1000) await clickSpan(page, sec, b, i, where + ' (zoomed in)', true);
     await clickFinding(page, sec, b, where);
+    await checkKeyboard(page, sec, b, i, where);
   }
 
   if (shotArg) {
@@ -398,6 +399,8 @@ async function clickFinding(page, sec, b, where) {
       if (hl && inView) visible++;
     }
     if (!visible) fail(`${where}: after clicking ${f.kind}, none of its spans is scrolled into view`);
+    const d = await readDetails(page);
+    if (!d || !want.has(Number(d.fields.id))) fail(`${where}: after clicking ${f.kind}, #details shows span ${d && d.fields.id}, not one of its spans`);
     // A second click clears the highlight.
     await item.click();
     const left = await sec.locator('[data-span-id].hl').count();
@@ -405,4 +408,47 @@ async function clickFinding(page, sec, b, where) {
     notes.push(`${where}: clicking ${f.kind} highlighted its ${want.size} span(s)`);
     return;
   }
+}
+
+// Without a mouse: Enter/Space on a finding toggles its highlight; in the
+// focused timeline the arrow keys select spans (shown in #details, focused),
+// + zooms, 0 resets, Escape clears.
+async function checkKeyboard(page, sec, b, i, where) {
+  const item = sec.locator('[data-finding-kind]').first();
+  if (await item.count()) {
+    await item.focus();
+    await page.keyboard.press('Enter');
+    const on = await item.getAttribute('aria-pressed');
+    await page.keyboard.press(' ');
+    const off = await item.getAttribute('aria-pressed');
+    if (on !== 'true' || off !== 'false') fail(`${where}: Enter/Space on a finding did not toggle it (${on}, ${off})`);
+  }
+  await sec.locator('.tl').focus();
+  await page.keyboard.press('Escape');
+  const current = async () => page.evaluate(() => {
+    const d = document.getElementById('details');
+    const dd = d && !d.hidden && d.querySelector('dl.fields dd[data-key="id"]');
+    const a = document.activeElement;
+    return { shown: dd ? dd.textContent : null, focused: a && a.dataset ? a.dataset.spanId || null : null };
+  });
+  if ((await current()).shown !== null) fail(`${where}: Escape did not close the details`);
+  const seen = [];
+  for (const key of ['ArrowRight', 'ArrowRight', 'ArrowDown', 'ArrowLeft']) {
+    await page.keyboard.press(key);
+    const c = await current();
+    if (c.shown === null || c.shown !== c.focused) fail(`${where}: after ${key} the details show span ${c.shown}, focus is on ${c.focused}`);
+    else if (!b.spans.some((s) => String(s.id) === c.shown)) fail(`${where}: ${key} selected span ${c.shown}, not in the build`);
+    seen.push(c.shown);
+  }
+  const rows = await sec.locator('.row').count();
+  if (b.spans.length > 2 && rows > 1 && new Set(seen).size < 2) fail(`${where}: the arrow keys did not move the selection (${seen.join(', ')})`);
+  const view = () => page.evaluate((k) => { const v = window.gomodTrace.view(k); return v.end - v.start; }, i);
+  await page.keyboard.press('0');
+  const whole = await view();
+  await page.keyboard.press('+');
+  const zoomed = await view();
+  await page.keyboard.press('0');
+  if (!(zoomed < whole * 0.75) || await view() !== whole) fail(`${where}: + and 0 did not zoom in and reset (${whole}, ${zoomed})`);
+  await page.keyboard.press('Escape');
+  notes.push(`${where}: keyboard: findings toggle with Enter/Space, arrows selected spans ${seen.join(' → ')}, + and 0 zoom`);
 }

@@ -184,7 +184,7 @@ fn big_build(modules: usize, text: &str) -> Build {
     let dropped = s.span(Some(root), SpanKind::Connect, Role::Proxy, Some("mirror.example"), Some(443), total_us - 3_050_000, 3_000_000, Outcome::Dropped, json!({"syn_retransmits": 2, "drop_reason": "nft drop", "entry": format!("GOPROXY[2] https://mirror.example{text}")}));
     Build {
         id: format!("4000-{text}synthetic"),
-        command: vec!["go".into(), "mod".into(), "download".into(), text.into()],
+        command: ["go", "mod", "download", text].into_iter().filter(|w| !w.is_empty()).map(String::from).collect(),
         pid: 4000,
         started_at: rfc3339(T0),
         ended_at: Some(rfc3339(T0 + total_us * 1000)),
@@ -283,9 +283,16 @@ fn the_checker_rejects_broken_pages() {
     let missing = timeline.builds[0].findings.pop().expect("the fixture has findings");
     let fewer = dir.path().join("fewer.html");
     std::fs::write(&fewer, render(&timeline, Format::Html, &View::default())).unwrap();
-    let broken: [(&str, PathBuf, &str); 3] = [
+    let image = r#"<body><img src="https://example.invalid/pixel.png">"#;
+    let csp_at = good.find(r#"<meta http-equiv="Content-Security-Policy""#).expect("the page has a CSP");
+    let csp_end = csp_at + good[csp_at..].find('>').unwrap() + 1;
+    let without_csp = format!("{}{}", &good[..csp_at], &good[csp_end..]).replacen("<body>", image, 1);
+    let broken: [(&str, PathBuf, &str); 4] = [
         ("a finding missing", fewer, missing.kind.as_str()),
-        ("a remote image", write(dir.path(), "remote.html", &good.replacen("<body>", r#"<body><img src="https://example.invalid/pixel.png">"#, 1)), "example.invalid"),
+        // Refused by the CSP (a console error)...
+        ("a remote image", write(dir.path(), "remote.html", &good.replacen("<body>", image, 1)), "example.invalid"),
+        // ...and without it, refused by the checker's route (a request).
+        ("a remote image and no CSP", write(dir.path(), "no-csp.html", &without_csp), "request(s) besides itself: https://example.invalid/pixel.png"),
         ("a script error", write(dir.path(), "error.html", &good.replacen("'use strict';", "'use strict'; null.x;", 1)), "page error"),
     ];
     for (what, bad, expect) in broken {

@@ -40,6 +40,8 @@
   const ROW_PAD = 4;
   const ROW_MIN = 30;
   const MIN_WINDOW_MS = 0.001;
+  // More rows than this: rows out of sight are not rendered (content-visibility).
+  const VIRTUAL_ROWS = 60;
 
   // ---------------------------------------------------------------- helpers
   function el(tag, className, text) {
@@ -425,6 +427,7 @@
       tl.tabIndex = 0;
       tl.setAttribute('aria-label', 'Timeline of build ' + this.build.id + ': arrow keys select spans, + and − zoom, 0 resets');
       this.tl = tl;
+      if (this.rows.length > VIRTUAL_ROWS) tl.classList.add('virtual');
       const axis = el('div', 'axis');
       const corner = el('div', 'axis-corner muted', 'since start');
       this.axisTrack = el('div', 'axis-track');
@@ -466,7 +469,7 @@
       const track = el('div', 'track');
       const h = Math.max(ROW_MIN, row.lanes * LANE_H + 2 * ROW_PAD);
       track.style.height = h + 'px';
-      // Rows out of sight are neither laid out nor painted (content-visibility).
+      // The height of the row while it is out of sight (.virtual).
       r.style.containIntrinsicSize = 'auto ' + (h + 1) + 'px';
       for (const v of row.spans) {
         const s = v.s;
@@ -507,8 +510,12 @@
         if (v.shown !== true) { e.style.display = ''; v.shown = true; }
         const narrow = (r - l) * tw / 100 < 44;
         if (narrow !== v.narrow) { e.classList.toggle('narrow', narrow); v.narrow = narrow; }
-        e.classList.toggle('clip-l', v.start < v0);
-        e.classList.toggle('clip-r', v.end > v1);
+        const clip = (v.start < v0 ? 1 : 0) + (v.end > v1 ? 2 : 0);
+        if (clip !== (v.clip || 0)) {
+          e.classList.toggle('clip-l', (clip & 1) !== 0);
+          e.classList.toggle('clip-r', (clip & 2) !== 0);
+          v.clip = clip;
+        }
       }
       this.drawAxis(tw);
       const whole = this.extent[1] - this.extent[0];
@@ -707,7 +714,8 @@
         if (!first || v.start < first.start) first = v;
       }
       if (first && scroll) {
-        this.reveal(first);
+        // The earliest of them is shown in the timeline and in the details.
+        this.select(first.s.id, false);
         first.el.scrollIntoView({ block: 'nearest', inline: 'nearest' });
       }
     }
@@ -760,8 +768,8 @@
       ['addr', s.addr === null || s.addr === undefined ? '—' : s.addr],
       ['port', s.port === null || s.port === undefined ? '—' : String(s.port)],
       ['outcome', s.outcome || '—'],
-      ['start', rel(v.start), el('span', 'muted', String(s.start))],
-      ['end', s.end ? rel(v.end) : 'still open when the trace ended', s.end ? el('span', 'muted', String(s.end)) : null],
+      ['start', rel(v.start), el('span', 'muted abs', String(s.start))],
+      ['end', s.end ? rel(v.end) : 'still open when the trace ended', s.end ? el('span', 'muted abs', String(s.end)) : null],
       ['duration', s.duration_ms === null || s.duration_ms === undefined ? '—' : fmtDur(s.duration_ms) + ' (' + s.duration_ms + ' ms)'],
       ['pid', String(s.pid)],
       ['parent', parent ? '#' + s.parent + ' ' + parent.s.kind : (s.parent === null || s.parent === undefined ? '—' : '#' + s.parent),
