@@ -96,6 +96,19 @@ async function run(context) {
     return { dcl: nav.domContentLoadedEventEnd, load: nav.loadEventEnd, render: t.render, ready: Math.max(t.firstFrame, paint ? paint.startTime : 0), layout: t.lastLayout };
   });
 
+  // Nothing from the data became markup: the page's own two scripts, no
+  // embedded or linked resource, no inline event handler, its own title.
+  const dom = await page.evaluate(() => ({
+    scripts: document.scripts.length,
+    resources: document.querySelectorAll('img, iframe, object, embed, link, video, audio, source, base, form, meta[http-equiv="refresh"]').length,
+    handlers: [...document.querySelectorAll('*')].filter((e) => [...e.attributes].some((a) => /^on/i.test(a.name))).length,
+    title: document.title,
+  }));
+  if (dom.scripts !== 2) fail(`the page has ${dom.scripts} script elements, not 2 (its data and its code)`);
+  if (dom.resources) fail(`the page has ${dom.resources} element(s) that load or submit something`);
+  if (dom.handlers) fail(`${dom.handlers} element(s) have inline event handlers`);
+  if (!dom.title.startsWith('gomod-trace')) fail(`the page's title is ${JSON.stringify(dom.title)}`);
+
   const builds = timeline.builds || [];
   let spanCount = 0;
   let findingCount = 0;
