@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use gomod_trace_lab::{Lab, PROXY_NAME, gomod_trace_bin, lab_available, viewers::otlp};
+use gomod_trace_lab::{Lab, PROXY_NAME, gomod_trace_bin, lab_available, viewers::{self, otlp}};
 use serde_json::Value;
 
 /// A daemon process, killed when dropped.
@@ -764,4 +764,45 @@ fn the_daemon_pushes_each_finished_build_over_otlp() {
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("pushing every finished build over OTLP/HTTP") && stderr.contains(&receiver.url()), "{stderr}");
     assert!(!stderr.contains("lab-otlp-s3cret"), "a header value in the log: {stderr}");
+}
+
+/// `export BUILD --format X` of a build the daemon recorded, for each format,
+/// read back by the tool it is made for, against `export BUILD --format json`;
+/// the text view by default groups it (one line per endpoint and module).
+#[test]
+fn export_writes_a_recorded_build_in_every_format() {
+    if !lab_available("export_writes_a_recorded_build_in_every_format") {
+        return;
+    }
+    let lab = Lab::start();
+    lab.require_modules(2);
+    let daemon = Daemon::start(&lab.path("daemon-data"));
+    let status = lab.client_command(&["go", "mod", "download"], &[("GOPROXY", "https://s404.lab.test,direct")]).status().unwrap();
+    assert!(status.success());
+    wait_until("the build in the history", Duration::from_secs(30), || !downloads(&recorded(daemon.addr)).is_empty());
+    let id = downloads(&recorded(daemon.addr))[0]["id"].as_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let export = |format: &str| -> std::path::PathBuf {
+        let path = dir.path().join(format!("build.{format}"));
+        let out = Command::new(gomod_trace_bin())
+            .args(["export", &id, "--format", format, "--daemon", &daemon.addr.to_string(), "--output"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "export --format {format}: {}", String::from_utf8_lossy(&out.stderr));
+        path
+    };
+    let timeline = export("json");
+    let json: Value = serde_json::from_slice(&std::fs::read(&timeline).unwrap()).unwrap();
+    let kinds: Vec<&str> = json["builds"][0]["findings"].as_array().unwrap().iter().filter_map(|f| f["kind"].as_str()).collect();
+    assert!(kinds.contains(&"fallback_to_direct"), "the scenario: {kinds:?}");
+    println!("perfetto: {}", viewers::perfetto::check(&export("perfetto"), &timeline));
+    println!("html: {}", viewers::html::check(&export("html"), &timeline, None));
+    otlp::check_json(&export("otlp"), &timeline);
+
+    let text = std::fs::read_to_string(export("text")).unwrap();
+    assert!(text.contains("fallback_to_direct") && text.contains("s404.lab.test:443"), "{text}");
+    let module_lines = text.lines().filter(|l| l.trim_start().starts_with("lab.test/mod0")).count();
+    assert_eq!(module_lines, 2, "one line per module: {text}");
+    assert!(!text.contains('\x1b'), "no colour in a file: {text}");
 }
