@@ -94,11 +94,6 @@ fn fixtures_render_and_pass_in_chromium() {
     let png = shots.join("html-export.png");
     let bytes = std::fs::read(&png).unwrap();
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 20_000, "{} is not a screenshot", png.display());
-    if std::env::var_os("GOMOD_TRACE_UPDATE_SCREENSHOT").is_some_and(|v| v == "1") {
-        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
-        std::fs::create_dir_all(&docs).unwrap();
-        std::fs::copy(&png, docs.join("html-export.png")).unwrap();
-    }
 }
 
 const T0: i128 = 1_795_000_000_000_000_000;

@@ -43,7 +43,14 @@ fn each_format_of_run_is_read_by_its_own_tool() {
             "perfetto" => viewers::perfetto::check(&report, &timeline),
             "html" => {
                 let screenshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots/html-export-lab.png");
-                viewers::html::check(&report, &timeline, Some(&screenshot))
+                let summary = viewers::html::check(&report, &timeline, Some(&screenshot));
+                // README's picture of the page is this one (after a click on the first finding).
+                if std::env::var_os("GOMOD_TRACE_UPDATE_SCREENSHOT").is_some_and(|v| v == "1") {
+                    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+                    std::fs::create_dir_all(&docs).unwrap();
+                    std::fs::copy(&screenshot, docs.join("html-export.png")).unwrap();
+                }
+                summary
             }
             _ => {
                 viewers::otlp::check_json(&report, &timeline);
