@@ -384,6 +384,14 @@ fn endpoints_table<'a>(build: &'a Build, only_failures: bool) -> Table {
     table
 }
 
+/// A row for spans of one kind grouped under a name: how many, how many failed,
+/// their time added up, and what they came to.
+fn group_row(name: &str, spans: &[&Span], results: &str) -> (bool, Vec<String>) {
+    let failures = spans.iter().filter(|s| failed(s)).count();
+    let time = human_duration(spans.iter().filter_map(|s| s.duration_ms).sum::<f64>());
+    (failures > 0, vec![printable(name), spans.len().to_string(), failures.to_string(), time, printable(results)])
+}
+
 fn lookups_table(build: &Build, only_failures: bool) -> Table {
     let mut names: BTreeMap<String, Vec<&Span>> = BTreeMap::new();
     for span in build.spans.iter().filter(|s| s.kind == SpanKind::Dns) {
@@ -413,16 +421,7 @@ fn lookups_table(build: &Build, only_failures: bool) -> Table {
             }
         }));
         let answered = if answers.is_empty() { outcomes } else { format!("{outcomes} → {}", answers.join(" ")) };
-        table.rows.push((
-            failures > 0,
-            vec![
-                printable(&name),
-                spans.len().to_string(),
-                failures.to_string(),
-                human_duration(spans.iter().filter_map(|s| s.duration_ms).sum::<f64>()),
-                printable(&answered),
-            ],
-        ));
+        table.rows.push(group_row(&name, &spans, &answered));
     }
     table
 }
@@ -476,16 +475,7 @@ fn programs_table(build: &Build, only_failures: bool) -> Table {
             Some(code) => format!("exit {code}"),
             None => "running".into(),
         }));
-        table.rows.push((
-            failures > 0,
-            vec![
-                printable(&name),
-                spans.len().to_string(),
-                failures.to_string(),
-                human_duration(spans.iter().filter_map(|s| s.duration_ms).sum::<f64>()),
-                exits,
-            ],
-        ));
+        table.rows.push(group_row(&name, &spans, &exits));
     }
     table
 }
