@@ -43,6 +43,18 @@ pub struct Build {
     pub findings: Vec<Finding>,
 }
 
+impl Build {
+    /// The build's start and end in ns since the Unix epoch, as far as they were
+    /// seen: a build still running (or whose end was never seen) ends with the
+    /// last thing seen of it; an unreadable start is its first span's.
+    pub fn seen_ns(&self) -> (i128, i128) {
+        let span_times = || self.spans.iter().flat_map(|s| [Some(s.start.as_str()), s.end.as_deref()]).flatten().filter_map(parse_rfc3339);
+        let start = parse_rfc3339(&self.started_at).or_else(|| span_times().min()).unwrap_or(0);
+        let end = self.ended_at.as_deref().and_then(parse_rfc3339).or_else(|| span_times().max()).unwrap_or(start);
+        (start, end.max(start))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BuildStatus {
@@ -61,6 +73,21 @@ pub enum SpanKind {
     Module,
 }
 
+impl SpanKind {
+    /// The contract's spelling (`connect`, `http`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpanKind::Process => "process",
+            SpanKind::Dns => "dns",
+            SpanKind::Connect => "connect",
+            SpanKind::Tls => "tls",
+            SpanKind::Http => "http",
+            SpanKind::Transfer => "transfer",
+            SpanKind::Module => "module",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -70,6 +97,20 @@ pub enum Role {
     HttpsProxy,
     Dns,
     Other,
+}
+
+impl Role {
+    /// The contract's spelling (`proxy`, `https_proxy`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Proxy => "proxy",
+            Role::Sumdb => "sumdb",
+            Role::Vcs => "vcs",
+            Role::HttpsProxy => "https_proxy",
+            Role::Dns => "dns",
+            Role::Other => "other",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,10 +218,14 @@ pub fn rfc3339(unix_ns: i128) -> String {
         .unwrap_or_else(|| format!("@{unix_ns}ns"))
 }
 
-/// An RFC 3339 time (as the timeline writes them) as nanoseconds since the Unix
-/// epoch.
+/// An RFC 3339 time (as the timeline writes them, the inverse of [`rfc3339`]) as
+/// nanoseconds since the Unix epoch.
 pub fn parse_rfc3339(text: &str) -> Option<i128> {
     use time::format_description::well_known::Rfc3339;
+    // What `rfc3339` writes for a time it cannot format.
+    if let Some(ns) = text.strip_prefix('@').and_then(|t| t.strip_suffix("ns")) {
+        return ns.parse().ok();
+    }
     time::OffsetDateTime::parse(text, &Rfc3339).ok().map(|t| t.unix_timestamp_nanos())
 }
 
@@ -194,10 +239,64 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_build_whose_end_was_not_seen_ends_with_what_was_seen() {
+        let span = |start: &str, end: Option<&str>| Span {
+            id: 1,
+            parent: None,
+            kind: SpanKind::Dns,
+            start: start.into(),
+            end: end.map(Into::into),
+            duration_ms: None,
+            pid: 1,
+            role: Role::Dns,
+            host: None,
+            addr: None,
+            port: None,
+            outcome: None,
+            attrs: BTreeMap::new(),
+        };
+        let mut build = Build {
+            id: "1-1".into(),
+            command: vec![],
+            pid: 1,
+            started_at: "2023-11-14T22:13:20Z".into(),
+            ended_at: None,
+            exit_code: None,
+            complete: true,
+            state: None,
+            config: BTreeMap::new(),
+            notes: vec![],
+            spans: vec![span("2023-11-14T22:13:21Z", Some("2023-11-14T22:13:22Z")), span("2023-11-14T22:13:23Z", None)],
+            findings: vec![],
+        };
+        let at = |s: i128| 1_700_000_000_000_000_000 + s * 1_000_000_000;
+        assert_eq!(build.seen_ns(), (at(0), at(3)));
+        build.ended_at = Some("2023-11-14T22:13:30Z".into());
+        assert_eq!(build.seen_ns(), (at(0), at(10)));
+        build.started_at = "garbage".into();
+        assert_eq!(build.seen_ns(), (at(1), at(10)));
+    }
+
+    #[test]
+    fn names_are_the_contracts_spelling() {
+        use SpanKind::*;
+        for kind in [Process, Dns, Connect, Tls, Http, Transfer, Module] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+        for role in [Role::Proxy, Role::Sumdb, Role::Vcs, Role::HttpsProxy, Role::Dns, Role::Other] {
+            assert_eq!(serde_json::to_value(role).unwrap(), role.as_str());
+        }
+        for outcome in [Outcome::Ok, Outcome::Timeout, Outcome::Dropped, Outcome::Nxdomain, Outcome::Error] {
+            assert_eq!(serde_json::to_value(outcome).unwrap(), outcome.as_str());
+        }
+    }
+
+    #[test]
     fn formats_time_with_nanoseconds() {
         assert_eq!(rfc3339(1_700_000_000_123_456_789), "2023-11-14T22:13:20.123456789Z");
         assert_eq!(parse_rfc3339("2023-11-14T22:13:20.123456789Z"), Some(1_700_000_000_123_456_789));
         assert_eq!(millis(12_345_678), 12.345);
         assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(parse_rfc3339(&rfc3339(i128::MAX)), Some(i128::MAX));
     }
 }

@@ -13,9 +13,11 @@ fn run_exits_with_the_commands_status() {
     if !lab_available("run_exits_with_the_commands_status") {
         return;
     }
-    let out = gomod_trace(&["run", "--format", "json", "--", "sh", "-c", "exit 3"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = dir.path().join("timeline.json");
+    let out = gomod_trace(&["run", "--format", "json", "--output", report.to_str().unwrap(), "--", "sh", "-c", "exit 3"]);
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
-    let timeline: serde_json::Value = serde_json::from_slice(&out.stderr).expect("JSON timeline on stderr");
+    let timeline: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("JSON timeline");
     assert_eq!(timeline["schema_version"], 1);
     assert_eq!(timeline["builds"], serde_json::json!([]), "no go ran");
 }
@@ -35,10 +37,12 @@ fn run_traces_go_and_names_the_build() {
     if !lab_available("run_traces_go_and_names_the_build") {
         return;
     }
-    let out = gomod_trace(&["run", "--format", "json", "--", "go", "version"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = dir.path().join("timeline.json");
+    let out = gomod_trace(&["run", "--format", "json", "--output", report.to_str().unwrap(), "--", "go", "version"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("go version go1."), "go's own output, alone on stdout");
-    let timeline: serde_json::Value = serde_json::from_slice(&out.stderr).expect("JSON timeline on stderr");
+    let timeline: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("JSON timeline");
     let build = &timeline["builds"][0];
     assert_eq!(build["command"], serde_json::json!(["go", "version"]));
     assert_eq!(build["exit_code"], 0);
@@ -86,7 +90,14 @@ fn run_leaves_the_commands_stdout_alone() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"Path\": \"x\"}\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no Go build ran"), "the report, on stderr");
 
+    // A format for programs goes to a file: standard error is the command's too.
     let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("started");
+    let out = gomod_trace(&["run", "--format", "json", "--", "touch", marker.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(70));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give --output FILE"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!marker.exists(), "refused before the command started");
+
     let report = dir.path().join("timeline.json");
     let out = gomod_trace(&["run", "--format", "json", "--output", report.to_str().unwrap(), "--", "echo", "hello"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");

@@ -43,11 +43,19 @@ impl Console {
 }
 
 /// Refuses, before any work is done, what could only fail at the end: a binary
-/// format written to a terminal.
+/// format written to a terminal, or one for programs written to standard error,
+/// where the traced command writes too (`2> timeline.json` would hold go's
+/// messages as well).
 pub fn check_output(output: &OutputArgs, console: Console) -> Result<(), String> {
+    let name = || clap::ValueEnum::to_possible_value(&output.format).map(|v| v.get_name().to_string()).unwrap_or_default();
+    if output.output.is_none() && console == Console::Stderr && !output.format.is_for_people() {
+        return Err(format!(
+            "the {} format is for programs: give --output FILE (run writes its report to standard error, which the command writes to too)",
+            name()
+        ));
+    }
     if output.output.is_none() && output.format.is_binary() && console.is_terminal() {
-        let name = clap::ValueEnum::to_possible_value(&output.format).map(|v| v.get_name().to_string()).unwrap_or_default();
-        return Err(format!("the {name} format is binary and will not be written to a terminal: give --output FILE"));
+        return Err(format!("the {} format is binary and will not be written to a terminal: give --output FILE", name()));
     }
     Ok(())
 }

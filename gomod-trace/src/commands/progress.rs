@@ -12,7 +12,7 @@ use std::{
 use crate::{
     correlate::{Correlator, Settings},
     event::Event,
-    export::human_duration,
+    export::{cut, human_duration},
     probe::{self, Probe},
     timeline::{Build, Span, SpanKind},
 };
@@ -60,7 +60,9 @@ impl LiveLine {
             }
         }
         let running = self.correlator.running(probe::monotonic_ns());
-        let line = describe(now.duration_since(self.started), &running);
+        // One screen row: a wrapped line could not be cleared by the next redraw.
+        let width = terminal_size::terminal_size_of(std::io::stderr()).map_or(80, |(w, _)| usize::from(w.0));
+        let line = cut(&describe(now.duration_since(self.started), &running), width.saturating_sub(1).max(20));
         let mut stderr = std::io::stderr().lock();
         // Cleared first, and the cursor left at the start of the line: what the
         // command prints next writes over it.

@@ -6,7 +6,7 @@ pub mod otlp;
 mod perfetto;
 mod text;
 
-pub use text::{View, human_duration};
+pub use text::{View, cut, human_duration};
 
 use crate::timeline::Timeline;
 
@@ -29,6 +29,12 @@ impl Format {
     /// Binary formats are not written to a terminal.
     pub fn is_binary(self) -> bool {
         self == Format::Perfetto
+    }
+
+    /// Formats read by people (the others by programs: they need a file of
+    /// their own when the terminal's stream is shared with a command).
+    pub fn is_for_people(self) -> bool {
+        self == Format::Text
     }
 }
 

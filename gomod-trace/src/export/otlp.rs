@@ -23,7 +23,7 @@ use opentelemetry_proto::tonic::{
 };
 pub use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
-use crate::timeline::{Build, Outcome, Severity, Span, SpanKind, Timeline};
+use crate::timeline::{Build, Outcome, Severity, Span, SpanKind, Timeline, parse_rfc3339};
 
 /// What the resource of every exported trace says about the exporter.
 #[derive(Debug, Clone, PartialEq)]
@@ -140,11 +140,12 @@ fn nonzero<const N: usize>(mut id: [u8; N]) -> [u8; N] {
 /// Nanoseconds since the Unix epoch of a timeline time (RFC 3339, or the
 /// `@<ns>ns` a time out of RFC 3339's range is written as).
 fn unix_ns(time: &str) -> Option<u64> {
-    if let Some(ns) = time.strip_prefix('@').and_then(|t| t.strip_suffix("ns")) {
-        return ns.parse().ok();
-    }
-    let parsed = time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339).ok()?;
-    u64::try_from(parsed.unix_timestamp_nanos()).ok()
+    u64::try_from(parse_rfc3339(time)?).ok()
+}
+
+/// Times before 1970 (never seen) as 0.
+fn nonnegative(ns: i128) -> u64 {
+    u64::try_from(ns.max(0)).unwrap_or(u64::MAX)
 }
 
 /// The build's own span's name: its command, as few words as say what it is
@@ -196,14 +197,6 @@ pub fn semantic_key(kind: SpanKind, attr: &str) -> Option<&'static str> {
 
 fn is_network(kind: SpanKind) -> bool {
     matches!(kind, SpanKind::Dns | SpanKind::Connect | SpanKind::Tls | SpanKind::Http | SpanKind::Transfer)
-}
-
-fn kind_str(kind: SpanKind) -> String {
-    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
-}
-
-fn role_str(role: crate::timeline::Role) -> String {
-    serde_json::to_value(role).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
 /// Attributes in the order they were set; a key set again replaces its value.
@@ -272,16 +265,9 @@ fn json_value(value: &serde_json::Value) -> Option<AnyValue> {
 fn build_spans(build: &Build) -> Vec<OtlpSpan> {
     let trace = trace_id(&build.id).to_vec();
     let root_id = span_id(&build.id, None).to_vec();
-    let start = unix_ns(&build.started_at).unwrap_or(0);
     // A build still running (or whose end was never seen) ends at the last thing seen of it.
-    let end = build.ended_at.as_deref().and_then(unix_ns).unwrap_or_else(|| {
-        build
-            .spans
-            .iter()
-            .flat_map(|s| [unix_ns(&s.start), s.end.as_deref().and_then(unix_ns)])
-            .flatten()
-            .fold(start, u64::max)
-    });
+    let (start, end) = build.seen_ns();
+    let (start, end) = (nonnegative(start), nonnegative(end));
     let by_id: BTreeMap<u32, &Span> = build.spans.iter().map(|s| (s.id, s)).collect();
 
     // Findings become events of the span of their first referenced span.
@@ -398,7 +384,7 @@ fn span_status(s: &Span) -> Status {
             let message = match (attr("error").and_then(|v| v.as_str()), attr("status").and_then(|v| v.as_u64())) {
                 (Some(error), _) => error.to_string(),
                 (None, Some(status)) => format!("HTTP {status}"),
-                (None, None) => format!("{} {}", kind_str(s.kind), outcome.as_str()),
+                (None, None) => format!("{} {}", s.kind.as_str(), outcome.as_str()),
             };
             Status { message, code: status::StatusCode::Error as i32 }
         }
@@ -409,8 +395,8 @@ fn span_status(s: &Span) -> Status {
 fn span_attributes(s: &Span, by_id: &BTreeMap<u32, &Span>) -> Attributes {
     let mut a = Attributes::default();
     a.int("gomod_trace.span_id", s.id.into());
-    a.str("gomod_trace.kind", &kind_str(s.kind));
-    a.str("gomod_trace.role", &role_str(s.role));
+    a.str("gomod_trace.kind", s.kind.as_str());
+    a.str("gomod_trace.role", s.role.as_str());
     if let Some(outcome) = s.outcome {
         a.str("gomod_trace.outcome", outcome.as_str());
     }

@@ -93,17 +93,9 @@ struct Times {
 
 impl Times {
     fn of(build: &Build) -> Times {
-        let span_times = || build.spans.iter().flat_map(|s| [Some(s.start.as_str()), s.end.as_deref()]).flatten();
-        let start = parse_rfc3339(&build.started_at).or_else(|| span_times().filter_map(parse_rfc3339).min()).map_or(0, clamp);
         // A build still running (or whose end was not seen) ends with what was seen.
-        let end = build
-            .ended_at
-            .as_deref()
-            .and_then(parse_rfc3339)
-            .or_else(|| span_times().filter_map(parse_rfc3339).max())
-            .map_or(start, clamp)
-            .max(start);
-        Times { start, end }
+        let (start, end) = build.seen_ns();
+        Times { start: clamp(start), end: clamp(end) }
     }
 
     /// A span's start and end; one with no end ends with the build.
@@ -538,7 +530,7 @@ fn track_name(span: &Span, group: &Group) -> String {
                 Some(port) => format!("{place}:{port}"),
                 None => place.to_string(),
             };
-            format!("{place} ({}) #{}", role(span), span.id)
+            format!("{place} ({}) #{}", span.role.as_str(), span.id)
         }
         Group::Module(_) => match attr_str(span, "module") {
             Some(module) => format!("module {module}{}", version(span)),
@@ -550,10 +542,6 @@ fn track_name(span: &Span, group: &Group) -> String {
 
 fn version(span: &Span) -> String {
     attr_str(span, "version").map(|v| format!("@{v}")).unwrap_or_default()
-}
-
-fn role(span: &Span) -> String {
-    serde_json::to_value(span.role).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
 /// A slice's name: what it is, then how it ended when that is not plain success
@@ -609,20 +597,16 @@ fn slice_name(span: &Span) -> String {
     }
 }
 
-fn kind_name(kind: SpanKind) -> String {
-    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
-}
-
 fn span_event(span: &Span) -> TrackEvent {
     let mut event = TrackEvent::new();
     event.set_name(slice_name(span));
-    event.categories.push(kind_name(span.kind));
+    event.categories.push(span.kind.as_str().to_string());
     let mut args = vec![annotation("span_id", &span.id.into())];
     if let Some(parent) = span.parent {
         args.push(annotation("parent_id", &parent.into()));
     }
     args.push(annotation("pid", &span.pid.into()));
-    args.push(annotation("role", &role(span).into()));
+    args.push(annotation("role", &span.role.as_str().into()));
     for (name, value) in [("host", &span.host), ("addr", &span.addr)] {
         if let Some(value) = value {
             args.push(annotation(name, &value.as_str().into()));
@@ -957,7 +941,7 @@ mod tests {
         };
         for span in &build.spans {
             let s = of(span.id);
-            assert_eq!(s.category, kind_name(span.kind));
+            assert_eq!(s.category, span.kind.as_str());
             assert_eq!(i128::from(s.start), parse_rfc3339(&span.start).unwrap(), "absolute times");
             if let Some(end) = &span.end {
                 assert_eq!(i128::from(s.end.unwrap()), parse_rfc3339(end).unwrap());

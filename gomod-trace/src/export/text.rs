@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use anstyle::{AnsiColor, Style};
 use serde_json::Value;
 
-use crate::timeline::{Build, Outcome, Role, Severity, Span, SpanKind, Timeline, parse_rfc3339};
+use crate::timeline::{Build, Outcome, Severity, Span, SpanKind, Timeline, parse_rfc3339};
 
 /// How the text view is laid out.
 #[derive(Debug, Clone, Copy, Default)]
@@ -67,7 +67,7 @@ fn bold() -> Style {
 }
 
 /// `text` in at most `width` characters, `…` marking a cut.
-fn cut(text: &str, width: usize) -> String {
+pub fn cut(text: &str, width: usize) -> String {
     if text.chars().count() <= width {
         return text.to_string();
     }
@@ -117,17 +117,6 @@ fn text_list(value: Option<&Value>) -> String {
 
 fn failed(span: &Span) -> bool {
     span.outcome.is_some_and(Outcome::is_failure)
-}
-
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Proxy => "proxy",
-        Role::Sumdb => "sumdb",
-        Role::Vcs => "vcs",
-        Role::HttpsProxy => "https_proxy",
-        Role::Dns => "dns",
-        Role::Other => "other",
-    }
 }
 
 fn address(span: &Span) -> String {
@@ -268,21 +257,9 @@ impl Endpoint<'_> {
     fn results(&self) -> String {
         tally(self.spans.iter().filter_map(|s| match (s.kind, attr(s, "status").and_then(Value::as_u64)) {
             (SpanKind::Http, Some(status)) => Some(status.to_string()),
-            (_, _) if failed(s) => Some(format!("{}:{}", kind_name(s.kind), s.outcome.map_or("", |o| o.as_str()))),
+            (_, _) if failed(s) => Some(format!("{}:{}", s.kind.as_str(), s.outcome.map_or("", |o| o.as_str()))),
             _ => None,
         }))
-    }
-}
-
-fn kind_name(kind: SpanKind) -> &'static str {
-    match kind {
-        SpanKind::Process => "process",
-        SpanKind::Dns => "dns",
-        SpanKind::Connect => "connect",
-        SpanKind::Tls => "tls",
-        SpanKind::Http => "http",
-        SpanKind::Transfer => "transfer",
-        SpanKind::Module => "module",
     }
 }
 
@@ -372,7 +349,7 @@ fn endpoints_table<'a>(build: &'a Build, only_failures: bool) -> Table {
             failures > 0,
             vec![
                 format!("{named}{shown_addresses}"),
-                role_name(role).into(),
+                role.as_str().into(),
                 endpoint.count(SpanKind::Connect).to_string(),
                 endpoint.count(SpanKind::Http).to_string(),
                 failures.to_string(),
@@ -481,8 +458,7 @@ fn programs_table(build: &Build, only_failures: bool) -> Table {
 }
 
 fn waterfall(out: &mut String, build: &Build, p: &Painter, only_failures: bool) {
-    let start = parse_rfc3339(&build.started_at).unwrap_or(0);
-    let end = build.ended_at.as_deref().and_then(parse_rfc3339).unwrap_or(start);
+    let (start, end) = build.seen_ns();
     let total = (end - start).max(1);
     let _ = writeln!(out);
     p.line(out, Some(bold()), "  spans");
@@ -497,7 +473,7 @@ fn waterfall(out: &mut String, build: &Build, p: &Painter, only_failures: bool) 
             "  {:>+8.3}s {:>9}  {:<8} {:<28} {:<22} {:<11} {:<32} {}",
             offset,
             span.duration_ms.map(human_duration).unwrap_or_else(|| "…".into()),
-            kind_name(span.kind),
+            span.kind.as_str(),
             printable(&host_column(span)),
             address(span),
             span.outcome.map_or("", |o| o.as_str()),
@@ -559,8 +535,9 @@ fn findings(out: &mut String, build: &Build, p: &Painter) {
 }
 
 fn render_build(out: &mut String, build: &Build, p: &Painter, view: &View) {
-    let start = parse_rfc3339(&build.started_at).unwrap_or(0);
-    let took = build.ended_at.as_deref().and_then(parse_rfc3339).map(|end| human_duration((end - start).max(0) as f64 / 1e6));
+    let (start, end) = build.seen_ns();
+    let took = human_duration((end - start) as f64 / 1e6);
+    let took = if build.ended_at.is_some() { took } else { format!("{took} so far") };
     let exit = match build.exit_code {
         Some(0) => "exit 0".to_string(),
         Some(code) => p.paint(red(), &format!("exit {code}")),
@@ -572,7 +549,7 @@ fn render_build(out: &mut String, build: &Build, p: &Painter, view: &View) {
         out,
         "  started {}  took {}  {exit}  {complete}  pid {}",
         build.started_at,
-        took.unwrap_or_else(|| "…".into()),
+        took,
         build.pid
     );
     let config: Vec<String> = ["GOPROXY", "GOSUMDB", "GOPRIVATE", "GONOPROXY", "GONOSUMDB", "GOFLAGS"]
