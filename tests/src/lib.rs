@@ -674,7 +674,18 @@ impl Lab {
         let json = if format == "json" {
             written
         } else {
-            let replayed = Command::new(gomod_trace_bin()).args(["replay", "--format", "json"]).arg(&events).output().expect("replay");
+            // Judged as the run was.
+            let judge: Vec<&str> = tracer_args
+                .windows(2)
+                .filter(|pair| pair[0] == "--stall-threshold")
+                .flat_map(|pair| pair.iter().copied())
+                .collect();
+            let replayed = Command::new(gomod_trace_bin())
+                .args(["replay", "--format", "json"])
+                .args(&judge)
+                .arg(&events)
+                .output()
+                .expect("replay");
             assert!(replayed.status.success(), "replay: {}", String::from_utf8_lossy(&replayed.stderr));
             replayed.stdout
         };

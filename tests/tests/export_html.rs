@@ -282,13 +282,23 @@ fn the_checker_rejects_broken_pages() {
     let csp_at = good.find(r#"<meta http-equiv="Content-Security-Policy""#).expect("the page has a CSP");
     let csp_end = csp_at + good[csp_at..].find('>').unwrap() + 1;
     let without_csp = format!("{}{}", &good[..csp_at], &good[csp_end..]).replacen("<body>", image, 1);
-    let broken: [(&str, PathBuf, &str); 4] = [
+    // The page's script is allowed by its hash: a changed script runs only with the
+    // hash taken out of the policy.
+    let hash_at = good.find("script-src 'sha256-").expect("the CSP allows the script by hash") + "script-src ".len();
+    let hash_end = hash_at + good[hash_at..].find(';').unwrap();
+    let unhashed = format!("{}'unsafe-inline'{}", &good[..hash_at], &good[hash_end..]);
+    let injected = r#"<body><script>document.title = "injected";</script>"#;
+    let broken: [(&str, PathBuf, &str); 6] = [
         ("a finding missing", fewer, missing.kind.as_str()),
+        // Data that became a script (an escaping mistake) is not run: the CSP...
+        ("an injected script", write(dir.path(), "injected.html", &good.replacen("<body>", injected, 1)), "violates the following Content Security Policy directive"),
+        // ...and the page's own script, changed, is refused as well.
+        ("a changed script", write(dir.path(), "changed.html", &good.replacen("'use strict';", "'use strict'; ", 1)), "violates the following Content Security Policy directive"),
         // Refused by the CSP (a console error)...
         ("a remote image", write(dir.path(), "remote.html", &good.replacen("<body>", image, 1)), "example.invalid"),
         // ...and without it, refused by the checker's route (a request).
         ("a remote image and no CSP", write(dir.path(), "no-csp.html", &without_csp), "request(s) besides itself: https://example.invalid/pixel.png"),
-        ("a script error", write(dir.path(), "error.html", &good.replacen("'use strict';", "'use strict'; null.x;", 1)), "page error"),
+        ("a script error", write(dir.path(), "error.html", &unhashed.replacen("'use strict';", "'use strict'; null.x;", 1)), "page error"),
     ];
     for (what, bad, expect) in broken {
         let _one = CHROMIUM.lock().unwrap_or_else(|e| e.into_inner());

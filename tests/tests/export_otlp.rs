@@ -30,8 +30,7 @@ fn otlp_exports_of_lab_scenarios_match_their_timelines() {
         let timeline = replay(fixture, "json", &dir);
         let otlp_json = replay(fixture, "otlp", &dir);
         otlp::check_json(&otlp_json, &timeline);
-        // Exported twice, the same trace: ids are derived from the build, and a
-        // backend that gets a build again deduplicates it.
+        // Exported twice, the same trace: ids are derived from the build.
         let again = replay(fixture, "otlp", &dir);
         assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(&otlp_json).unwrap(), "{fixture}: two exports differ");
         eprintln!("{fixture}: {} spans checked", read_json(&timeline)["builds"][0]["spans"].as_array().unwrap().len() + 1);

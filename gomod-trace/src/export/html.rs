@@ -1,6 +1,6 @@
 //! The html export: one self-contained page (html/page.html, .css, .js) that can
-//! never fetch anything (its Content-Security-Policy allows nothing but its own
-//! inline style and script). The timeline JSON is embedded as data, escaped so
+//! never fetch anything (its Content-Security-Policy allows nothing but inline
+//! style and its own script, by hash). The timeline JSON is embedded as data, escaped so
 //! that no string in it (a server's text, an argv) can end the script element or
 //! be read as markup; the page builds its DOM from it with textContent only.
 use crate::timeline::Timeline;
@@ -12,10 +12,13 @@ const JS: &str = include_str!("html/page.js");
 pub fn render(timeline: &Timeline) -> String {
     let data = script_safe(&serde_json::to_string(timeline).expect("timelines serialize"));
     let version = env!("CARGO_PKG_VERSION");
+    let script_hash = script_hash();
     let mut out = String::with_capacity(PAGE.len() + CSS.len() + JS.len() + data.len());
     let mut rest = PAGE;
     // In the template's order; what is inserted is never searched for markers.
-    for (marker, value) in [("{{VERSION}}", version), ("{{CSS}}", CSS), ("{{DATA}}", &data), ("{{JS}}", JS)] {
+    for (marker, value) in
+        [("{{SCRIPT_HASH}}", script_hash.as_str()), ("{{VERSION}}", version), ("{{CSS}}", CSS), ("{{DATA}}", &data), ("{{JS}}", JS)]
+    {
         let (before, after) = rest.split_once(marker).expect("page.html has every marker, in order");
         out.push_str(before);
         out.push_str(value);
@@ -23,6 +26,15 @@ pub fn render(timeline: &Timeline) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// The Content-Security-Policy source that allows the page's own script and no
+/// other: should an escaping mistake ever let data become a `<script>`, the
+/// browser would not run it.
+fn script_hash() -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(JS.as_bytes())))
 }
 
 /// JSON that can sit inside `<script type="application/json">`: `<`, `>` and `&`

@@ -4,7 +4,7 @@
 //! timeline, does no I/O, and never hand-writes protobuf.
 //!
 //! Ids are derived, not random, so that exporting a build twice gives the same
-//! trace and span ids (a backend deduplicates a re-export), and different builds
+//! trace and span ids, and different builds
 //! differ: trace id = H(`gomod-trace/build/<build id>`), span id = the high 8
 //! bytes of H(`gomod-trace/build/<build id>/span/<span id>`) (the build's own
 //! span: `…/root`), where H is FNV-1a-128 with murmur3's 64-bit finalizer on each

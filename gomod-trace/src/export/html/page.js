@@ -677,7 +677,10 @@
     select(id, fromKeyboard) {
       const v = this.byId.get(id);
       if (!v) return false;
-      if (selection && selection.v.el) selection.v.el.classList.remove('sel');
+      if (selection && selection.v.el) {
+        selection.v.el.classList.remove('sel');
+        selection.v.el.removeAttribute('aria-pressed');
+      }
       selection = { view: this, v };
       v.el.classList.add('sel');
       v.el.setAttribute('aria-pressed', 'true');
