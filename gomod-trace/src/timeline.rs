@@ -53,6 +53,15 @@ impl Build {
         let end = self.ended_at.as_deref().and_then(parse_rfc3339).or_else(|| span_times().max()).unwrap_or(start);
         (start, end.max(start))
     }
+
+    /// The transfers a `stalled_transfer` finding names: the connections stalled
+    /// (for a running build: now), each once.
+    pub fn stalled_transfers(&self) -> Vec<&Span> {
+        let mut ids: Vec<u32> = self.findings.iter().filter(|f| f.kind == "stalled_transfer").flat_map(|f| f.spans.iter().copied()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        self.spans.iter().filter(|s| s.kind == SpanKind::Transfer && ids.binary_search(&s.id).is_ok()).collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -95,11 +95,7 @@ fn describe(elapsed: Duration, running: &[Build]) -> String {
     line.push_str(&format!("  modules {done} fetched, {fetching} in progress  connections {open} open"));
     let stalled: Vec<String> = running
         .iter()
-        .flat_map(|b| {
-            b.findings.iter().filter(|f| f.kind == "stalled_transfer").flat_map(move |f| {
-                f.spans.iter().filter_map(move |id| b.spans.iter().find(|s| s.id == *id && s.kind == SpanKind::Transfer))
-            })
-        })
+        .flat_map(Build::stalled_transfers)
         .map(|s| {
             let host = s.host.clone().or_else(|| s.addr.clone()).unwrap_or_default();
             let host: String = host.chars().filter(|c| !c.is_control()).collect();

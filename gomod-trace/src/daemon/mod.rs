@@ -405,19 +405,7 @@ async fn correlate(
 /// Connections that are stalled now: the transfer spans of the running builds'
 /// stalled_transfer findings.
 fn stalled_connections(running: &[Build]) -> usize {
-    let mut transfers: Vec<(&str, u32)> = running
-        .iter()
-        .flat_map(|b| {
-            b.findings.iter().filter(|f| f.kind == "stalled_transfer").flat_map(move |f| {
-                f.spans.iter().filter(move |&&id| {
-                    b.spans.iter().any(|s| s.id == id && s.kind == crate::timeline::SpanKind::Transfer)
-                }).map(move |&id| (b.id.as_str(), id))
-            })
-        })
-        .collect();
-    transfers.sort_unstable();
-    transfers.dedup();
-    transfers.len()
+    running.iter().map(|b| b.stalled_transfers().len()).sum()
 }
 
 /// The history writer: a thread of its own (SQLite is blocking), fed in order.
