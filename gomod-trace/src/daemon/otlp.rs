@@ -74,8 +74,13 @@ impl OtlpConfig {
     /// URL without a path gets `/v1/traces`; OTEL_EXPORTER_OTLP_ENDPOINT always
     /// gets `/v1/traces` appended (as the OTLP exporter specification says).
     /// Headers: OTEL_EXPORTER_OTLP_HEADERS, then OTEL_EXPORTER_OTLP_TRACES_HEADERS
-    /// (`k=v,k2=v2`, values URL-encoded), then the flags (`KEY=VALUE`, taken as
-    /// they are), a later one replacing an earlier one of the same name.
+    /// (`k=v,k2=v2`, values URL-encoded), then the flags (`NAME=VALUE`, or curl's
+    /// `Name: value`, taken as they are), a later one replacing an earlier one of
+    /// the same name.
+    ///
+    /// An error never quotes what it refuses (a URL with a password in it, a
+    /// token given where a header name goes): it says which flag, variable or
+    /// entry, and what is wrong.
     pub fn resolve(
         endpoint_flag: Option<&str>,
         header_flags: &[String],
@@ -93,33 +98,23 @@ impl OtlpConfig {
         };
         let (endpoint, userinfo) = Endpoint::parse(url.trim(), path).map_err(|e| format!("{source}: {e}"))?;
         let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
-        let mut set = |name: HeaderName, value: HeaderValue| {
+        let mut set = |(name, value): (HeaderName, HeaderValue)| {
             headers.retain(|(n, _)| *n != name);
             headers.push((name, value));
         };
         if let Some(userinfo) = userinfo {
             use base64::Engine as _;
             let credentials = base64::engine::general_purpose::STANDARD.encode(percent_decode(&userinfo));
-            set(header::AUTHORIZATION, secret(&format!("Basic {credentials}"))?);
+            set((header::AUTHORIZATION, secret(&format!("Basic {credentials}")).map_err(|e| format!("{source}: the userinfo: {e}"))?));
         }
         for variable in ["OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"] {
             let Some(list) = env(variable) else { continue };
             for (i, entry) in list.split(',').enumerate().filter(|(_, e)| !e.trim().is_empty()) {
-                let (name, value) = entry
-                    .split_once('=')
-                    .ok_or_else(|| format!("{variable}: entry {} is not KEY=VALUE (the value is not shown)", i + 1))?;
-                let name = header_name(name).map_err(|e| format!("{variable}: {e}"))?;
-                let value = secret(&String::from_utf8_lossy(&percent_decode(value.trim())))
-                    .map_err(|e| format!("{variable}: header {name}: {e}"))?;
-                set(name, value);
+                set(header(entry, HeaderForm::Environment).map_err(|e| format!("{variable}: entry #{}: {e}", i + 1))?);
             }
         }
         for (i, flag) in header_flags.iter().enumerate() {
-            let (name, value) = flag
-                .split_once('=')
-                .ok_or_else(|| format!("--otlp-header number {} is not KEY=VALUE (the value is not shown)", i + 1))?;
-            let name = header_name(name).map_err(|e| format!("--otlp-header: {e}"))?;
-            set(name.clone(), secret(value.trim()).map_err(|e| format!("--otlp-header {name}: {e}"))?);
+            set(header(flag, HeaderForm::Flag).map_err(|e| format!("--otlp-header #{}: {e}", i + 1))?);
         }
         Ok(Some(OtlpConfig { endpoint, headers }))
     }
@@ -136,25 +131,40 @@ impl OtlpConfig {
 }
 
 impl Endpoint {
-    /// An `http://` URL, and its userinfo if it has one.
+    /// An `http://` URL, and its userinfo if it has one: everything between
+    /// `://` and the last `@`. What is wrong is said without showing the URL, or
+    /// only from its host on.
     fn parse(url: &str, traces_path: TracesPath) -> Result<(Endpoint, Option<String>), String> {
-        // A query may carry a credential too (`?api_key=…`).
-        let shown = redact::url_query(url);
+        const EXPECTED: &str = "expected http://HOST:PORT, e.g. http://collector:4318";
         let Some((scheme, rest)) = url.split_once("://") else {
-            return Err(format!("{shown} is not a URL (expected http://HOST:PORT, e.g. http://collector:4318)"));
+            return Err(format!("not a URL ({EXPECTED}; the value is not shown)"));
         };
         match scheme.to_ascii_lowercase().as_str() {
             "http" => {}
             "https" => {
-                return Err(format!(
-                    "{shown}: https endpoints are not supported yet; send to an OpenTelemetry Collector over http \
-                     (e.g. one on this host at http://127.0.0.1:4318) and let it forward over TLS"
-                ));
+                return Err("https endpoints are not supported yet; send to an OpenTelemetry Collector over http \
+                            (e.g. one on this host at http://127.0.0.1:4318) and let it forward over TLS"
+                    .into());
             }
-            other => return Err(format!("{shown}: scheme {other} is not supported (expected http://)")),
+            "grpc" | "grpcs" => {
+                return Err("OTLP/gRPC is not supported: give the collector's OTLP/HTTP endpoint, http://HOST:4318".into());
+            }
+            _ => return Err(format!("only http:// endpoints are supported ({EXPECTED}; the value is not shown)")),
         }
+        // A password may hold an @ unencoded: the host starts after the last one.
+        // Before it, a / ? or # makes the URL ambiguous (a password's, or the
+        // path's and an @ in the path or query?): refused, not guessed.
+        let (userinfo, rest) = match rest.rfind('@') {
+            Some(at) if rest[..at].contains(['/', '?', '#']) => {
+                return Err("the part before the last @ (taken as user:password, not shown) has a /, ? or #: \
+                            in a user name or password write them %2F, %3F and %23; an @ in the path or query, %40"
+                    .into());
+            }
+            Some(at) => (Some(rest[..at].to_string()), &rest[at + 1..]),
+            None => (None, rest),
+        };
         if rest.contains('#') {
-            return Err(format!("{shown}: a URL fragment (#…) has no meaning here"));
+            return Err("a URL fragment (#…) has no meaning here: remove it (the URL is not shown)".into());
         }
         let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, path) = rest.split_at(authority_end);
@@ -165,11 +175,10 @@ impl Endpoint {
             _ => path.to_string(),
         };
         let path = format!("{path}{query}");
-        let (userinfo, authority) = match authority.rfind('@') {
-            Some(at) => (Some(authority[..at].to_string()), &authority[at + 1..]),
-            None => (None, authority),
-        };
-        let uri: http::Uri = format!("http://{authority}{path}").parse().map_err(|e| format!("{shown}: {e}"))?;
+        // What errors from here on and logs show: no userinfo, no query value.
+        let redacted = if userinfo.is_some() { format!("{}@", redact::REDACTED) } else { String::new() };
+        let shown = redact::url_query(&format!("http://{redacted}{authority}{path}"));
+        let uri: http::Uri = format!("http://{authority}{path}").parse().map_err(|e| format!("{shown}: not a valid URL ({e})"))?;
         let host = uri.host().filter(|h| !h.is_empty()).ok_or_else(|| format!("{shown}: no host"))?;
         let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
         let path = match uri.path_and_query().map(|p| p.as_str()) {
@@ -177,7 +186,7 @@ impl Endpoint {
             Some(p) if !p.is_empty() => format!("/{p}"),
             _ => "/".to_string(),
         };
-        let shown = redact::url_query(&format!("{scheme}://{}{authority}{path}", if userinfo.is_some() { "user@" } else { "" }));
+        let shown = redact::url_query(&format!("http://{redacted}{authority}{path}"));
         // (http::Uri takes a port past 65535 as no port.)
         let port = match authority.rsplit_once(':').filter(|(_, p)| !p.contains(']')) {
             Some((_, "")) | None => 80,
@@ -188,8 +197,37 @@ impl Endpoint {
     }
 }
 
-fn header_name(name: &str) -> Result<HeaderName, String> {
-    HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| format!("{:?} is not a header name", name.trim()))
+/// Where a header comes from, which decides how it is written.
+#[derive(Clone, Copy)]
+enum HeaderForm {
+    /// An entry of OTEL_EXPORTER_OTLP_HEADERS: `name=value`, the value URL-encoded.
+    Environment,
+    /// `--otlp-header`: `NAME=VALUE` or curl's `Name: value`, taken as it is.
+    Flag,
+}
+
+/// One header. Neither its name nor its value is in an error: what is given
+/// where a name goes may be a token pasted without its name.
+fn header(entry: &str, form: HeaderForm) -> Result<(HeaderName, HeaderValue), String> {
+    let (separators, expected): (&[char], &str) = match form {
+        HeaderForm::Environment => (&['='], "an entry is NAME=VALUE (VALUE URL-encoded)"),
+        // (A name is a token: it has neither, so the first of them ends it.)
+        HeaderForm::Flag => (&['=', ':'], "a header is NAME=VALUE (or curl's NAME: VALUE)"),
+    };
+    let Some(at) = entry.find(separators) else {
+        return Err(format!("{expected}; this one has no {} (it is not shown)", if separators.len() == 1 { "=" } else { "= or :" }));
+    };
+    let name = HeaderName::from_bytes(entry[..at].trim().as_bytes())
+        .map_err(|_| format!("{expected}, NAME a token (letters, digits, - _ . and the like, no space); this one's is not (not shown)"))?;
+    let value = entry[at + 1..].trim();
+    let value = match form {
+        HeaderForm::Environment => String::from_utf8_lossy(&percent_decode(value)).trim().to_string(),
+        HeaderForm::Flag => value.to_string(),
+    };
+    if value.is_empty() {
+        return Err(format!("{expected}; this one's VALUE is empty (a token given without a name?)"));
+    }
+    Ok((name, secret(&value)?))
 }
 
 /// A header value that no Debug output shows.
@@ -578,9 +616,15 @@ mod tests {
         for (url, expected) in [
             ("https://u:hunter2@otlp.example", "https endpoints are not supported"),
             ("collector:4318", "not a URL"),
-            ("grpc://collector:4317", "scheme grpc"),
-            ("http://:4318", "no host"),
-            ("http://collector:99999", "collector:99999"),
+            ("grpc://collector:4317", "OTLP/gRPC is not supported"),
+            ("ftp://collector", "only http:// endpoints"),
+            ("http://:4318", "http://:4318/v1/traces: no host"),
+            ("http://collector:99999", "http://collector:99999/v1/traces: 99999 is not a port"),
+            ("http://u:hunter2@collector:99999", "http://REDACTED@collector:99999/v1/traces: 99999 is not a port"),
+            ("http://collector:4318/v1/traces#x", "a URL fragment"),
+            ("http://u:hunter2/x@collector:4318", "the part before the last @"),
+            ("http://collector:4318/a@b", "an @ in the path or query, %40"),
+            ("http://u:hunter2@[::1:4318", "http://REDACTED@[::1:4318/v1/traces: not a valid URL"),
         ] {
             let e = resolve(Some(url), &[], &[]).unwrap_err();
             assert!(e.contains(expected), "{url}: {e}");
@@ -589,6 +633,12 @@ mod tests {
         }
         let e = resolve(None, &[], &[("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://x")]).unwrap_err();
         assert!(e.starts_with("OTEL_EXPORTER_OTLP_ENDPOINT: "), "{e}");
+        // An @ unencoded in a password: the host is after the last one.
+        let c = resolve(Some("http://u:p@ss@collector:4318"), &[], &[]).unwrap().unwrap();
+        assert_eq!((c.endpoint.host.as_str(), c.endpoint()), ("collector", "http://REDACTED@collector:4318/v1/traces"));
+        use base64::Engine as _;
+        let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("u:p@ss"));
+        assert_eq!(c.headers[0].1.to_str().unwrap(), basic);
     }
 
     #[test]
@@ -614,11 +664,103 @@ mod tests {
         assert!(shown.contains("api-key") && shown.contains("REDACTED@collector"), "{shown}");
 
         let e = resolve(Some("http://c"), &[], &[("OTEL_EXPORTER_OTLP_HEADERS", "a=1,token-without-equals-hunter2")]).unwrap_err();
-        assert!(e.contains("entry 2 is not KEY=VALUE") && !e.contains("hunter2"), "{e}");
-        let e = resolve(Some("http://c"), &["authorization=Bearer a\nb"], &[]).unwrap_err();
-        assert!(e.contains("authorization") && !e.contains("Bearer"), "{e}");
+        assert_eq!(e, "OTEL_EXPORTER_OTLP_HEADERS: entry #2: an entry is NAME=VALUE (VALUE URL-encoded); this one has no = (it is not shown)");
+        let e = resolve(Some("http://c"), &["x=1", "authorization=Bearer a\nb"], &[]).unwrap_err();
+        assert_eq!(e, "--otlp-header #2: the value has characters a header cannot carry (not shown)");
         let e = resolve(Some("http://c"), &["bad name=1"], &[]).unwrap_err();
-        assert!(e.contains("not a header name"), "{e}");
+        assert!(e.starts_with("--otlp-header #1: a header is NAME=VALUE (or curl's NAME: VALUE), NAME a token"), "{e}");
+        let e = resolve(Some("http://c"), &["dG9rZW4="], &[]).unwrap_err();
+        assert!(e.starts_with("--otlp-header #1: ") && e.contains("VALUE is empty"), "{e}");
+    }
+
+    #[test]
+    fn a_header_flag_may_be_written_as_curl_writes_it() {
+        let c = resolve(Some("http://c"), &["Authorization: Basic dXNlcjpwYXNz=", "X-Scope-OrgID:a=b"], &[]).unwrap().unwrap();
+        let value = |name: &str| c.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.to_str().unwrap().to_string());
+        assert_eq!(value("authorization").as_deref(), Some("Basic dXNlcjpwYXNz="));
+        assert_eq!(value("x-scope-orgid").as_deref(), Some("a=b"), "the first of = and : ends the name");
+        let c = resolve(Some("http://c"), &["x-key=a:b"], &[]).unwrap().unwrap();
+        assert_eq!(c.headers[0].1.to_str().unwrap(), "a:b");
+        // Not in the environment: its form is the specification's, name=value.
+        assert!(resolve(Some("http://c"), &[], &[("OTEL_EXPORTER_OTLP_HEADERS", "Authorization: Basic x")]).is_err());
+    }
+
+    /// Everything resolve() lets out about a configuration: its error, or what
+    /// the daemon logs and prints of it.
+    /// (Lowercase: header names are lowercased.)
+    fn shown(result: Result<Option<OtlpConfig>, String>) -> String {
+        let text = match result {
+            Ok(Some(c)) => format!("{} {:?} {c:?}", c.endpoint(), c.header_names()),
+            Ok(None) => String::new(),
+            Err(e) => e,
+        };
+        text.to_lowercase()
+    }
+
+    #[test]
+    fn no_secret_in_any_error_or_log_of_the_configuration() {
+        // Userinfo with characters a password may hold unencoded (# / ? @), in
+        // every form the endpoint comes in, and every way it can be refused.
+        let urls = [
+            "http://u:hunter2#S3CRET@c:4318",
+            "http://u:hunter2/S3CRET@c:4318",
+            "http://u:hunter2?S3CRET@c:4318",
+            "http://u:hunter2@S3CRET@c:4318",
+            "http://u:hunter2/S3CRET@c:4318/v1/traces",
+            "http://hunter2:S3CRET@c:99999",
+            "http://hunter2:S3CRET@:4318",
+            "http://hunter2:S3CRET@c:4318#fragment",
+            "http://hunter2:S3CRET@c:4318/v1/traces?api_key=S3CRET",
+            "http://hunter2:S3CRET@[::1:4318",
+            "http://hunter2:S3CRET@c:4318/a b",
+            "https://hunter2:S3CRET@c:4318",
+            "grpc://hunter2:S3CRET@c:4317",
+            "hunter2:S3CRET@c:4318",
+            "http//hunter2:S3CRET@c:4318",
+            "hunter2S3CRET://c:4318",
+        ];
+        let mut leaks = Vec::new();
+        for url in urls {
+            for (flag, var) in [(Some(url), ""), (None, "OTEL_EXPORTER_OTLP_ENDPOINT"), (None, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")] {
+                let text = shown(resolve(flag, &[], &[(var, url)]));
+                if text.contains("hunter2") || text.contains("s3cret") {
+                    leaks.push(format!("{url} ({var}): {text}"));
+                }
+            }
+        }
+        // Header credentials where a name is expected: curl style, a bare
+        // token (base64 ends in =), a value that cannot be sent.
+        let flags = [
+            "Authorization: Basic aHVudGVyMjpTM0NSRVQ=",
+            "Authorization Bearer hunter2S3CRET",
+            "Bearer hunter2S3CRET=",
+            "aHVudGVyMjpTM0NSRVQ=",
+            "hunter2S3CRET=",
+            "x-api-key=hunter2\u{1}S3CRET",
+            "x-api-key: hunter2\nS3CRET",
+        ];
+        for flag in flags {
+            let text = shown(resolve(Some("http://c:4318"), &[flag], &[]));
+            if ["hunter2", "s3cret", "ahvudgvymjptm0nsrvq"].iter().any(|s| text.contains(s)) {
+                leaks.push(format!("--otlp-header {flag:?}: {text}"));
+            }
+        }
+        let entries = [
+            "Authorization: Bearer hunter2S3CRET",
+            "api-key hunter2S3CRET=1",
+            "aHVudGVyMjpTM0NSRVQ=",
+            "api-key=hunter2%0AS3CRET",
+            "a=1,Bearer hunter2S3CRET",
+        ];
+        for entry in entries {
+            for var in ["OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"] {
+                let text = shown(resolve(Some("http://c:4318"), &[], &[(var, entry)]));
+                if ["hunter2", "s3cret", "ahvudgvymjptm0nsrvq"].iter().any(|s| text.contains(s)) {
+                    leaks.push(format!("{var}={entry:?}: {text}"));
+                }
+            }
+        }
+        assert!(leaks.is_empty(), "{} leaks:\n{}", leaks.len(), leaks.join("\n"));
     }
 
     #[test]
