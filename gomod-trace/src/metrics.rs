@@ -80,10 +80,21 @@ pub enum OtlpDrop {
     RetriesExhausted,
     /// Still queued (or being retried) when the daemon's stop allowed no more time.
     Shutdown,
+    /// Too large for the endpoint (413) even alone in its request.
+    TooLarge,
+    /// Offered after the exporter failed (see `otlp_exporter_failures`).
+    ExporterFailed,
 }
 
 impl OtlpDrop {
-    pub const ALL: [OtlpDrop; 4] = [OtlpDrop::QueueFull, OtlpDrop::Rejected, OtlpDrop::RetriesExhausted, OtlpDrop::Shutdown];
+    pub const ALL: [OtlpDrop; 6] = [
+        OtlpDrop::QueueFull,
+        OtlpDrop::Rejected,
+        OtlpDrop::RetriesExhausted,
+        OtlpDrop::Shutdown,
+        OtlpDrop::TooLarge,
+        OtlpDrop::ExporterFailed,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -91,6 +102,8 @@ impl OtlpDrop {
             OtlpDrop::Rejected => "rejected",
             OtlpDrop::RetriesExhausted => "retries_exhausted",
             OtlpDrop::Shutdown => "shutdown",
+            OtlpDrop::TooLarge => "too_large",
+            OtlpDrop::ExporterFailed => "exporter_failed",
         }
     }
 }
@@ -102,6 +115,8 @@ pub enum OtlpFailure {
     Throttled,
     /// HTTP 502, 503 or 504: retried.
     Unavailable,
+    /// HTTP 413: the request is sent again in halves.
+    TooLarge,
     /// Any other status that is not a success: not retried.
     Rejected,
     /// No connection, or it broke: retried.
@@ -111,13 +126,20 @@ pub enum OtlpFailure {
 }
 
 impl OtlpFailure {
-    pub const ALL: [OtlpFailure; 5] =
-        [OtlpFailure::Throttled, OtlpFailure::Unavailable, OtlpFailure::Rejected, OtlpFailure::Connection, OtlpFailure::Timeout];
+    pub const ALL: [OtlpFailure; 6] = [
+        OtlpFailure::Throttled,
+        OtlpFailure::Unavailable,
+        OtlpFailure::TooLarge,
+        OtlpFailure::Rejected,
+        OtlpFailure::Connection,
+        OtlpFailure::Timeout,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             OtlpFailure::Throttled => "throttled",
             OtlpFailure::Unavailable => "unavailable",
+            OtlpFailure::TooLarge => "too_large",
             OtlpFailure::Rejected => "rejected",
             OtlpFailure::Connection => "connection",
             OtlpFailure::Timeout => "timeout",
@@ -132,6 +154,7 @@ pub struct OtlpMetrics {
     exported: Counter,
     dropped: Family<ReasonLabels, Counter>,
     failed_requests: Family<ReasonLabels, Counter>,
+    exporter_failures: Counter,
 }
 
 impl OtlpMetrics {
@@ -145,6 +168,11 @@ impl OtlpMetrics {
 
     pub fn failed(&self, reason: OtlpFailure) {
         self.failed_requests.get_or_create(&ReasonLabels { reason: reason.as_str().into() }).inc();
+    }
+
+    /// The exporter task ended by a panic.
+    pub fn exporter_failed(&self) {
+        self.exporter_failures.inc();
     }
 }
 
@@ -254,13 +282,18 @@ impl Metrics {
         registry.register("otlp_exported_builds", "Builds pushed to the OTLP endpoint and accepted by it", otlp.exported.clone());
         registry.register(
             "otlp_dropped_builds",
-            "Builds never pushed to the OTLP endpoint, by reason (queue_full, rejected, retries_exhausted, shutdown)",
+            "Builds never pushed to the OTLP endpoint, by reason (queue_full, rejected, retries_exhausted, shutdown, too_large, exporter_failed)",
             otlp.dropped.clone(),
         );
         registry.register(
             "otlp_failed_requests",
-            "OTLP requests that failed, by reason (throttled, unavailable, rejected, connection, timeout); most are retried",
+            "OTLP requests that failed, by reason (throttled, unavailable, too_large, rejected, connection, timeout); most are retried",
             otlp.failed_requests.clone(),
+        );
+        registry.register(
+            "otlp_exporter_failures",
+            "Times the OTLP exporter failed (a bug): builds are no longer exported until the daemon restarts",
+            otlp.exporter_failures.clone(),
         );
         // Every reason from the start, so that an alert on a rise sees the zero.
         for reason in OtlpDrop::ALL {
@@ -421,6 +454,8 @@ mod tests {
             "gomod_trace_otlp_exported_builds_total 0",
             "gomod_trace_otlp_dropped_builds_total{reason=\"queue_full\"} 0",
             "gomod_trace_otlp_failed_requests_total{reason=\"unavailable\"} 0",
+            "gomod_trace_otlp_dropped_builds_total{reason=\"too_large\"} 0",
+            "gomod_trace_otlp_exporter_failures_total 0",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");
         }

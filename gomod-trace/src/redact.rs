@@ -68,6 +68,20 @@ pub fn urls_in_text(text: &str) -> String {
     out
 }
 
+/// Replaces every occurrence of each of `secrets` (credentials this process
+/// sent, which an answer may quote back), the longest first.
+pub fn known_secrets(text: &str, secrets: &[String]) -> String {
+    let mut secrets: Vec<&str> = secrets.iter().map(String::as_str).filter(|s| !s.is_empty()).collect();
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut text = text.to_string();
+    for secret in secrets {
+        if text.contains(secret) {
+            text = text.replace(secret, REDACTED);
+        }
+    }
+    text
+}
+
 /// Header fields whose values are credentials.
 const SECRET_HEADERS: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "set-cookie"];
 
@@ -169,6 +183,16 @@ mod tests {
         assert!(out.ends_with(b"X: \xe2\x82"));
         assert_eq!(http_credentials(b"\x16\x03\x01\x02\x00"), None);
         assert_eq!(http_credentials(b"garbage without spaces"), None);
+    }
+
+    #[test]
+    fn scrubs_known_secrets() {
+        let secrets = ["Bearer tok3n-abc".to_string(), "tok3n-abc".to_string(), String::new()];
+        assert_eq!(
+            known_secrets("401: bad Authorization Bearer tok3n-abc (tok3n-abc expired)", &secrets),
+            "401: bad Authorization REDACTED (REDACTED expired)"
+        );
+        assert_eq!(known_secrets("nothing here", &secrets), "nothing here");
     }
 
     #[test]

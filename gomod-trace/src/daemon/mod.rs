@@ -154,10 +154,13 @@ async fn serve(config: DaemonConfig) -> Result<(), String> {
         let metrics = shared.metrics.lock().unwrap_or_else(|p| p.into_inner()).otlp.clone();
         let tuning = otlp::Tuning::default();
         let wait = tuning.flush + Duration::from_secs(1);
-        let (offer, task) = otlp::spawn(otlp, tuning, metrics, crate::export::otlp::ResourceInfo::this_host(), stop_rx.clone());
-        (offer, task, wait)
+        // Its own stop, given once the last build is offered: the builds still
+        // running at SIGTERM (finished then, offered last) get all the flush time.
+        let (flush, flush_rx) = watch::channel(false);
+        let (offer, task) = otlp::spawn(otlp, tuning, metrics, crate::export::otlp::ResourceInfo::this_host(), flush_rx);
+        (offer, task, flush, wait)
     });
-    let offer = exporter.as_ref().map(|(offer, _, _)| offer.clone());
+    let offer = exporter.as_ref().map(|(offer, _, _, _)| offer.clone());
     let correlator =
         tokio::spawn(correlate(events_rx, writer.0.clone(), offer, shared.clone(), config.idle_timeout, config.settings));
     let reader = tokio::spawn(read(probe, ring, fill, context, events_tx, shared.clone(), stop_rx.clone()));
@@ -180,12 +183,15 @@ async fn serve(config: DaemonConfig) -> Result<(), String> {
     // finishes every build and drops the writer's sender.
     let _ = reader.await;
     let _ = correlator.await;
-    // The correlator dropped its offer: the exporter sends what is queued, within
-    // its flush time.
-    if let Some((offer, task, wait)) = exporter {
+    // The correlator offered its last build and dropped its offer: the exporter
+    // sends what is queued, within its flush time from now.
+    if let Some((offer, task, flush, wait)) = exporter {
         drop(offer);
-        if tokio::time::timeout(wait, task).await.is_err() {
-            tracing::warn!("the OTLP exporter did not finish in time; builds still queued are not exported");
+        let _ = flush.send(true);
+        match tokio::time::timeout(wait, task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("the OTLP exporter failed: {e}"),
+            Err(_) => tracing::warn!("the OTLP exporter did not finish in time; builds still queued are not exported"),
         }
     }
     drop(writer.0);

@@ -32,6 +32,8 @@ pub struct Received {
     pub content_type: String,
     /// Every header, names lowercase.
     pub headers: Vec<(String, String)>,
+    /// Bytes of the request's body.
+    pub body_len: usize,
     pub request: ExportTraceServiceRequest,
 }
 
@@ -44,6 +46,9 @@ struct State {
     refused: Vec<String>,
     /// Answers for the next requests before they are accepted: status and Retry-After.
     script: VecDeque<(u16, Option<String>)>,
+    /// Bodies larger than this are answered 413, as a collector with a body
+    /// limit does.
+    max_body: Option<usize>,
 }
 
 /// An OTLP/HTTP receiver on a loopback (or lab-reachable) address, serving from
@@ -100,6 +105,11 @@ impl Receiver {
     /// before accepting again.
     pub fn answer_first(&self, answers: &[(u16, Option<&str>)]) {
         self.lock().script.extend(answers.iter().map(|(s, r)| (*s, r.map(str::to_string))));
+    }
+
+    /// Answers 413 (Payload Too Large) to any body larger than `bytes`, from now on.
+    pub fn refuse_bodies_over(&self, bytes: usize) {
+        self.lock().max_body = Some(bytes);
     }
 
     /// The requests accepted so far.
@@ -182,6 +192,9 @@ async fn answer(state: Arc<Mutex<State>>, request: Request<hyper::body::Incoming
         state.refused.push(format!("content-type {content_type:?}"));
         return Ok(reply(415, Vec::new()));
     }
+    if state.max_body.is_some_and(|max| body.len() > max) {
+        return Ok(reply(413, b"request body too large".to_vec()));
+    }
     if let Some((status, retry_after)) = state.script.pop_front() {
         let mut response = reply(status, format!("scripted {status}").into_bytes());
         if let Some(retry_after) = retry_after {
@@ -191,7 +204,7 @@ async fn answer(state: Arc<Mutex<State>>, request: Request<hyper::body::Incoming
     }
     match ExportTraceServiceRequest::decode(body.as_ref()) {
         Ok(decoded) => {
-            state.accepted.push(Received { path, content_type, headers, request: decoded });
+            state.accepted.push(Received { path, content_type, headers, body_len: body.len(), request: decoded });
             let mut response = reply(200, ExportTraceServiceResponse::default().encode_to_vec());
             response.headers_mut().insert("content-type", "application/x-protobuf".parse().expect("header value"));
             Ok(response)
