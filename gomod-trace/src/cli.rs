@@ -127,7 +127,8 @@ pub struct DaemonArgs {
     pub otlp_endpoint: Option<String>,
     /// A header of every OTLP request (repeatable); values are never logged.
     ///
-    /// Example: --otlp-header "authorization=Bearer $TOKEN". Added to those of
+    /// Example: --otlp-header "authorization=Bearer $TOKEN" (curl's
+    /// "Authorization: Bearer …" works too). Added to those of
     /// OTEL_EXPORTER_OTLP_HEADERS and OTEL_EXPORTER_OTLP_TRACES_HEADERS (k=v,k2=v2,
     /// values URL-encoded), replacing one of the same name. For a secret, prefer
     /// the variables: a command line is visible to every user of the host.

@@ -166,8 +166,15 @@ mod tests {
     fn the_page_loads_nothing_from_anywhere() {
         let page = render(&timeline("see https://evil.example/x.js and http://evil.example/"));
         let head = &page[..page.find("<body").expect("a body")];
-        let csp = r#"<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; base-uri 'none'; form-action 'none'">"#;
-        let csp_at = head.find(csp).expect("the strict CSP");
+        let csp = format!(
+            r#"<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src {}; base-uri 'none'; form-action 'none'">"#,
+            script_hash()
+        );
+        let csp_at = head.find(&csp).expect("the strict CSP");
+        assert!(script_hash().starts_with("'sha256-") && script_hash().len() == "'sha256-'".len() + 44, "{}", script_hash());
+        // The hash is of exactly the script element's text.
+        let script = &page[page.rfind("<script>").unwrap() + "<script>".len()..page.rfind("</script>").unwrap()];
+        assert_eq!(script, JS);
         // Before the CSP only the charset: nothing can load ahead of it.
         assert!(!head[..csp_at].contains("<link") && !head[..csp_at].contains("<script"));
         let code = markup(&page).to_ascii_lowercase();
