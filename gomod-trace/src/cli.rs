@@ -23,6 +23,12 @@ pub enum Command {
     ///
     /// Example: sudo gomod-trace run -- go mod download
     ///
+    /// The report goes to standard error, so the command's standard output stays
+    /// its own (`gomod-trace run -- go mod download -json | jq` works); formats
+    /// other than text go to --output FILE (sudo gomod-trace run --format html
+    /// --output build.html -- go build ./...). On a terminal, a live line shows
+    /// the build's progress while it runs.
+    ///
     /// Tracing starts before the command does, so nothing it does is missed. Errors
     /// of the tracer itself (no privileges, no BTF, attach failure) are one line on
     /// stderr and exit status 70; the command is then not started.
@@ -195,7 +201,8 @@ pub struct OutputArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Write the timeline to FILE (created or replaced) instead of the terminal.
+    /// Write the timeline to FILE (created or replaced) instead of the terminal
+    /// (for `run`, needed by every format but text).
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Text format: every span on its own line, and every request as `go -x`
