@@ -84,6 +84,8 @@ fn a_terminal_shows_the_build_progress_and_its_stall() {
         .map(|w| shell_quote(&w.to_string_lossy()))
         .collect::<Vec<_>>()
         .join(" ");
+    // A terminal 100 columns wide: the live line must fit it.
+    let line = format!("stty rows 40 cols 100; {line}");
     let out = Command::new("timeout")
         .args(["60", "script", "-qec", &line, "/dev/null"])
         .current_dir(command.get_current_dir().unwrap())
@@ -93,9 +95,13 @@ fn a_terminal_shows_the_build_progress_and_its_stall() {
     let shown = String::from_utf8_lossy(&out.stdout);
     let frames: Vec<&str> = shown.split("\x1b[2K").filter(|f| f.starts_with("gomod-trace: ")).collect();
     assert!(
-        frames.iter().any(|f| f.contains("modules 0 fetched, 1 in progress  connections 1 open")),
+        frames.iter().any(|f| f.contains("modules 0 done, 1 fetching  connections 1 open")),
         "the module in flight and its connection: {frames:#?}"
     );
+    println!("last live line: {:?}", frames.last());
+    for frame in &frames {
+        assert!(frame.trim_end_matches('\r').chars().count() < 100, "one screen row: {frame:?}");
+    }
     assert!(
         frames.iter().any(|f| f.contains("stalled: stall.lab.test:443")),
         "the stall, while it lasts: {frames:#?}"

@@ -79,12 +79,26 @@ impl LiveLine {
     }
 }
 
-/// `gomod-trace: 12.00s  modules 14 fetched, 3 in progress  connections 2 open  stalled: proxy.lab.test:443 (connection open 31.2s)`
+/// `gomod-trace: 12.00s  stalled: proxy.lab.test:443 (open 31.2s)  modules 14 done, 3 fetching  connections 2 open`:
+/// what matters most first, since a narrow terminal cuts the end.
 fn describe(elapsed: Duration, running: &[Build]) -> String {
     let mut line = format!("gomod-trace: {}", human_duration(elapsed.as_secs_f64().floor() * 1000.0));
     if running.is_empty() {
         line.push_str("  no Go build running");
         return line;
+    }
+    let stalled: Vec<String> = running
+        .iter()
+        .flat_map(Build::stalled_transfers)
+        .map(|s| {
+            let host = s.host.clone().or_else(|| s.addr.clone()).unwrap_or_default();
+            let host: String = host.chars().filter(|c| !c.is_control()).collect();
+            let open_for = s.duration_ms.map_or_else(String::new, |ms| format!(" (open {})", human_duration(ms)));
+            format!("{host}:{}{open_for}", s.port.unwrap_or(0))
+        })
+        .collect();
+    if !stalled.is_empty() {
+        line.push_str(&format!("  stalled: {}", stalled.join(", ")));
     }
     let spans = || running.iter().flat_map(|b| b.spans.iter());
     // A running build's open spans are closed at the time of the look, and say so.
@@ -92,19 +106,6 @@ fn describe(elapsed: Duration, running: &[Build]) -> String {
     let modules = spans().filter(|s| s.kind == SpanKind::Module);
     let (done, fetching) = modules.fold((0, 0), |(d, f), s| if open(&s) { (d, f + 1) } else { (d + 1, f) });
     let open = spans().filter(|s| s.kind == SpanKind::Transfer && open(s)).count();
-    line.push_str(&format!("  modules {done} fetched, {fetching} in progress  connections {open} open"));
-    let stalled: Vec<String> = running
-        .iter()
-        .flat_map(Build::stalled_transfers)
-        .map(|s| {
-            let host = s.host.clone().or_else(|| s.addr.clone()).unwrap_or_default();
-            let host: String = host.chars().filter(|c| !c.is_control()).collect();
-            let open_for = s.duration_ms.map_or_else(String::new, |ms| format!(" (connection open {})", human_duration(ms)));
-            format!("{host}:{}{open_for}", s.port.unwrap_or(0))
-        })
-        .collect();
-    if !stalled.is_empty() {
-        line.push_str(&format!("  stalled: {}", stalled.join(", ")));
-    }
+    line.push_str(&format!("  modules {done} done, {fetching} fetching  connections {open} open"));
     line
 }
