@@ -3,6 +3,7 @@
 //!
 //! Data flows one way: `probe` (kernel) → `decode` → `event` stream (recordable) →
 //! `correlate` → `timeline` → `export`. Only `probe` touches the kernel.
+pub mod buildfs;
 pub mod capture;
 pub mod cli;
 pub mod commands;

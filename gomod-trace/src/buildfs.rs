@@ -1,0 +1,293 @@
+//! Reading a build's files inside its root. The build is untrusted code and the
+//! daemon reads as root, so every path is resolved by the kernel inside the
+//! build's root directory (`openat2` with `RESOLVE_IN_ROOT`: an absolute symlink
+//! or `..` cannot leave it; `RESOLVE_NO_MAGICLINKS`: no /proc/PID/fd or
+//! /proc/PID/root tricks), only regular files are read (checked on an `O_PATH`
+//! descriptor, so no device's open, FIFO or socket is ever entered), and at most
+//! [`MAX_FILE`] bytes. What cannot be read this way is refused with a reason,
+//! which the build's notes carry.
+use std::{
+    io::Read as _,
+    os::fd::{AsRawFd as _, OwnedFd},
+    path::{Path, PathBuf},
+};
+
+use nix::{
+    errno::Errno,
+    fcntl::{OFlag, OpenHow, ResolveFlag, openat2},
+    sys::stat::{FileStat, Mode, SFlag, fstat},
+};
+
+/// The largest file read on a build's behalf. A larger one is refused, not cut:
+/// a truncated GOENV file or go.mod would report a configuration (or a list of
+/// modules) that the build does not have, without saying which part is missing.
+pub const MAX_FILE: u64 = 64 * 1024;
+
+/// Why a file was not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unread {
+    /// It does not exist (nor a directory on its way): as for cmd/go, no file.
+    Missing,
+    /// It exists but is not read; the reason, for the build's notes.
+    Refused(String),
+}
+
+/// A build's root directory, held open (`O_PATH`): every path of the build is
+/// resolved inside it.
+pub struct BuildRoot {
+    dir: OwnedFd,
+}
+
+impl BuildRoot {
+    /// The root directory of process `pid` (/proc/PID/root). When it cannot be
+    /// opened, nothing is read: the reason is returned for the build's notes
+    /// (there is no falling back to our own root).
+    pub fn of_process(pid: u32) -> Result<BuildRoot, String> {
+        BuildRoot::open(Path::new(&format!("/proc/{pid}/root"))).map_err(|e| match e {
+            Errno::ENOENT | Errno::ESRCH => "the process had exited".to_string(),
+            e => format!("cannot open its root directory: {}", e.desc().to_lowercase()),
+        })
+    }
+
+    /// A directory (as seen from here) taken as a build's root.
+    pub fn open(dir: &Path) -> Result<BuildRoot, Errno> {
+        let dir = nix::fcntl::open(dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+        Ok(BuildRoot { dir })
+    }
+
+    /// `path` (as the build sees it) resolved inside the root, opened with `flags`.
+    fn open_in(&self, path: &Path, flags: OFlag) -> Result<OwnedFd, Errno> {
+        let how = OpenHow::new()
+            .flags(flags | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        let path = if path.as_os_str().is_empty() { Path::new("/") } else { path };
+        // EAGAIN: a rename or mount elsewhere raced the resolution; it may be retried.
+        let mut result = Err(Errno::EAGAIN);
+        for _ in 0..8 {
+            result = openat2(&self.dir, path, how);
+            if !matches!(result, Err(Errno::EAGAIN)) {
+                break;
+            }
+        }
+        result
+    }
+
+    /// The text of a regular file of the build (lossy UTF-8), at most [`MAX_FILE`] bytes.
+    pub fn read(&self, path: &Path) -> Result<String, Unread> {
+        let located = self.open_in(path, OFlag::O_PATH).map_err(unread)?;
+        regular(&fstat(&located).map_err(unread)?)?;
+        // Reopened for reading through our own descriptor: the same inode, whose
+        // type was just checked (an O_PATH descriptor cannot be read).
+        let fd = nix::fcntl::open(
+            Path::new(&format!("/proc/self/fd/{}", located.as_raw_fd())),
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(unread)?;
+        regular(&fstat(&fd).map_err(unread)?)?;
+        let mut bytes = Vec::new();
+        std::fs::File::from(fd)
+            .take(MAX_FILE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Unread::Refused(e.to_string().to_lowercase()))?;
+        if bytes.len() as u64 > MAX_FILE {
+            return Err(too_large());
+        }
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// `path` with the symbolic links of its last component followed inside the
+    /// root (directories on the way are resolved by the kernel, inside the root
+    /// too); a relative target is taken from the link's directory, lexically (as
+    /// cmd/go's GOROOT lookup). None when it does not exist or links too deep.
+    pub fn resolve_links(&self, path: &Path) -> Option<PathBuf> {
+        let mut path = clean(path);
+        for _ in 0..40 {
+            let fd = self.open_in(&path, OFlag::O_PATH | OFlag::O_NOFOLLOW).ok()?;
+            if kind(&fstat(&fd).ok()?) != SFlag::S_IFLNK {
+                return Some(path);
+            }
+            let target = nix::fcntl::readlinkat(&fd, "").ok()?;
+            path = clean(&path.parent()?.join(target));
+        }
+        None
+    }
+}
+
+fn kind(stat: &FileStat) -> SFlag {
+    SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits())
+}
+
+/// Only a regular file, and not one larger than [`MAX_FILE`], is read.
+fn regular(stat: &FileStat) -> Result<(), Unread> {
+    let what = match kind(stat) {
+        SFlag::S_IFREG if stat.st_size as u64 > MAX_FILE => return Err(too_large()),
+        SFlag::S_IFREG => return Ok(()),
+        SFlag::S_IFIFO => "a FIFO",
+        SFlag::S_IFCHR => "a character device",
+        SFlag::S_IFBLK => "a block device",
+        SFlag::S_IFSOCK => "a socket",
+        SFlag::S_IFDIR => "a directory",
+        SFlag::S_IFLNK => "a symbolic link",
+        _ => "of an unknown type",
+    };
+    Err(Unread::Refused(format!("not a regular file: {what}")))
+}
+
+fn too_large() -> Unread {
+    Unread::Refused(format!("larger than {} KiB", MAX_FILE / 1024))
+}
+
+fn unread(e: Errno) -> Unread {
+    Unread::Refused(match e {
+        Errno::ENOENT | Errno::ENOTDIR => return Unread::Missing,
+        Errno::ELOOP => "too many symbolic links, or a link into /proc".to_string(),
+        Errno::ENOSYS => "the kernel cannot resolve paths inside a root (openat2, Linux 5.6)".to_string(),
+        e => e.desc().to_lowercase(),
+    })
+}
+
+/// An absolute path without `.` and `..` (lexically, as Go's filepath.Clean).
+pub fn clean(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::from("/");
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(name) => out.push(name),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{os::unix::fs::symlink, time::Instant};
+
+    use super::*;
+
+    /// A fake build root: a tempdir with `etc/passwd` of its own.
+    fn fake_root() -> (tempfile::TempDir, BuildRoot) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        std::fs::create_dir_all(dir.path().join("home/u/.config/go")).unwrap();
+        std::fs::write(dir.path().join("etc/passwd"), "the build's own passwd\n").unwrap();
+        let root = BuildRoot::open(dir.path()).unwrap();
+        (dir, root)
+    }
+
+    fn refused(reason: &str) -> Result<String, Unread> {
+        Err(Unread::Refused(reason.to_string()))
+    }
+
+    /// Catches `under(root, path)` + `read_to_string`: the kernel follows an absolute
+    /// link (and `..`) from our root, and reads the host's file.
+    #[test]
+    fn absolute_links_and_dot_dot_stay_inside_the_root() {
+        let (dir, root) = fake_root();
+        let host = std::fs::read_to_string("/etc/passwd").unwrap();
+        symlink("/etc/passwd", dir.path().join("home/u/.config/go/env")).unwrap();
+        let read = root.read(Path::new("/home/u/.config/go/env")).unwrap();
+        assert_eq!(read, "the build's own passwd\n");
+        assert_ne!(read, host);
+        assert_eq!(root.read(Path::new("/../../../etc/passwd")).unwrap(), "the build's own passwd\n");
+        assert_eq!(root.read(Path::new("home/../../../../etc/passwd")).unwrap(), "the build's own passwd\n");
+        // Through an intermediate directory link too.
+        symlink("/etc", dir.path().join("home/u/etclink")).unwrap();
+        assert_eq!(root.read(Path::new("/home/u/etclink/passwd")).unwrap(), "the build's own passwd\n");
+        // A host file the root lacks is missing, not read from the host.
+        assert!(Path::new("/etc/hostname").exists() || Path::new("/etc/os-release").exists());
+        symlink("/etc/os-release", dir.path().join("osr")).unwrap();
+        assert_eq!(root.read(Path::new("/osr")), Err(Unread::Missing));
+        assert_eq!(root.read(Path::new("/etc/hostname")), Err(Unread::Missing));
+    }
+
+    /// Catches a blocking open (it never returns: the test hangs) and a read of a FIFO.
+    #[test]
+    fn a_fifo_is_refused_at_once() {
+        let (dir, root) = fake_root();
+        nix::unistd::mkfifo(&dir.path().join("fifo"), Mode::from_bits_truncate(0o600)).unwrap();
+        symlink("/fifo", dir.path().join("home/u/.config/go/env")).unwrap();
+        let started = Instant::now();
+        assert_eq!(root.read(Path::new("/home/u/.config/go/env")), refused("not a regular file: a FIFO"));
+        assert!(started.elapsed().as_secs_f64() < 1.0);
+    }
+
+    /// Catches reading devices whole (GOENV=/dev/zero: gigabytes), and a type check
+    /// made only after the device's open.
+    #[test]
+    fn devices_are_refused() {
+        let (dir, root) = fake_root();
+        // A link to the host's /dev/zero resolves inside the root: missing there…
+        symlink("/dev/zero", dir.path().join("zero")).unwrap();
+        assert_eq!(root.read(Path::new("/zero")), Err(Unread::Missing));
+        // …and a build whose root is ours (or that has its own /dev) gets a refusal.
+        let ours = BuildRoot::open(Path::new("/")).unwrap();
+        let started = Instant::now();
+        assert_eq!(ours.read(Path::new("/dev/zero")), refused("not a regular file: a character device"));
+        std::fs::create_dir_all(dir.path().join("dev")).unwrap();
+        let node = dir.path().join("dev/zero");
+        match nix::sys::stat::mknod(&node, SFlag::S_IFCHR, Mode::from_bits_truncate(0o600), nix::sys::stat::makedev(1, 5)) {
+            Ok(()) => assert_eq!(root.read(Path::new("/zero")), refused("not a regular file: a character device")),
+            Err(e) => eprintln!("mknod not permitted here ({e}); the host's /dev/zero was tested"),
+        }
+        assert_eq!(root.read(Path::new("/etc")), refused("not a regular file: a directory"));
+        assert!(started.elapsed().as_secs_f64() < 1.0);
+    }
+
+    /// Catches an uncapped read, and a cap that trusts st_size (procfs files show 0).
+    #[test]
+    fn large_files_are_refused_unread() {
+        let (dir, root) = fake_root();
+        std::fs::write(dir.path().join("big"), vec![b'x'; 10 << 20]).unwrap();
+        assert_eq!(root.read(Path::new("/big")), refused("larger than 64 KiB"));
+        std::fs::write(dir.path().join("edge"), vec![b'x'; MAX_FILE as usize]).unwrap();
+        assert_eq!(root.read(Path::new("/edge")).map(|t| t.len()), Ok(MAX_FILE as usize));
+        // A regular file whose size says 0 but that reads on (procfs): capped by the read.
+        let ours = BuildRoot::open(Path::new("/")).unwrap();
+        let kallsyms = ours.read(Path::new("/proc/kallsyms"));
+        assert!(matches!(&kallsyms, Err(Unread::Refused(r)) if r == "larger than 64 KiB"), "{kallsyms:?}");
+    }
+
+    /// Catches resolving without RESOLVE_NO_MAGICLINKS: /proc/self/root would be
+    /// our root, whatever root the build has.
+    #[test]
+    fn magic_links_are_refused() {
+        let (dir, root) = fake_root();
+        // A link (planted in the build's root) into /proc/self/root: a way out
+        // of any root, when the root has a /proc (ours does).
+        symlink("/proc/self/root/etc/passwd", dir.path().join("x")).unwrap();
+        let ours = BuildRoot::open(Path::new("/")).unwrap();
+        assert_eq!(root.read(Path::new("/x")), Err(Unread::Missing));
+        assert_eq!(ours.read(&dir.path().join("x")), refused("too many symbolic links, or a link into /proc"));
+        assert_eq!(ours.read(Path::new("/proc/self/root/etc/passwd")), refused("too many symbolic links, or a link into /proc"));
+    }
+
+    /// Catches the old fallback to our root when the process is gone.
+    #[test]
+    fn a_gone_process_has_no_root() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert_eq!(BuildRoot::of_process(pid).err().as_deref(), Some("the process had exited"));
+        assert!(BuildRoot::of_process(std::process::id()).is_ok());
+    }
+
+    /// Catches following links with our root (`std::fs::read_link` on joined paths).
+    #[test]
+    fn links_are_resolved_inside_the_root() {
+        let (dir, root) = fake_root();
+        std::fs::create_dir_all(dir.path().join("usr/bin")).unwrap();
+        std::fs::create_dir_all(dir.path().join("opt/go/bin")).unwrap();
+        std::fs::write(dir.path().join("opt/go/bin/go"), "").unwrap();
+        symlink("/opt/go/bin/go", dir.path().join("usr/bin/go")).unwrap();
+        symlink("../../usr/bin/go", dir.path().join("home/u/go")).unwrap();
+        assert_eq!(root.resolve_links(Path::new("/home/u/go")), Some(PathBuf::from("/opt/go/bin/go")));
+        // A link to a host path the root lacks resolves to nothing.
+        symlink("/proc/self/exe", dir.path().join("usr/bin/self")).unwrap();
+        assert_eq!(root.resolve_links(Path::new("/usr/bin/self")), None);
+    }
+}
