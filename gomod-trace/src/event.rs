@@ -169,7 +169,10 @@ pub enum Event {
         /// The environment was larger than the kernel copies: settings may be missing.
         truncated: bool,
     },
-    /// The configuration files the build's Go command reads, as read when it started.
+    /// The configuration files the build's Go command reads, as read when it
+    /// started. Read off the event path, it may arrive after later events; it
+    /// carries the time of the build's `Environment` event, so that sorting puts
+    /// it right after that event.
     ConfigFiles {
         #[serde(flatten)]
         at: At,
@@ -179,6 +182,10 @@ pub enum Event {
         /// The main module's go.mod (absent in older recordings).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         go_mod: Option<GoModFile>,
+        /// What was not read, and why (`GOENV /dev/zero: not read (not a regular
+        /// file: a character device)`): notes of the build (absent in older recordings).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        refused: Vec<String>,
     },
     /// A build process created, wrote, renamed or removed a file.
     File {

@@ -9,7 +9,11 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{redact, timeline::ConfigValue};
+use crate::{
+    buildfs::{self, BuildRoot, Unread},
+    redact,
+    timeline::ConfigValue,
+};
 
 /// The variables gomod-trace keeps from a build's environment: the Go module
 /// configuration, what locates its files, and the HTTP proxies. Everything else
@@ -111,66 +115,60 @@ pub fn goenv_file_path(env: &BTreeMap<String, String>) -> Option<PathBuf> {
 
 /// $GOROOT: from the environment, else the directory above the `bin/` the Go
 /// command was executed from (after resolving symlinks such as /usr/bin/go).
-/// Paths are the build's own; `fs_root` is where its root directory is seen from
-/// here (see [`read_files`]).
-pub fn goroot(env: &BTreeMap<String, String>, executable: &str, fs_root: &Path) -> Option<PathBuf> {
+/// Paths are the build's own, resolved inside its `root`.
+pub fn goroot(env: &BTreeMap<String, String>, executable: &str, root: &BuildRoot) -> Option<PathBuf> {
     if let Some(root) = env.get("GOROOT").filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(root));
     }
-    let resolved = resolve_links(Path::new(executable), fs_root)?;
+    let resolved = root.resolve_links(Path::new(executable))?;
     let bin = resolved.parent()?;
     (bin.file_name()? == "bin").then(|| bin.parent().map(Path::to_path_buf)).flatten()
 }
 
-/// `path` (absolute, as the build sees it) as seen from here under `fs_root`.
-fn under(fs_root: &Path, path: &Path) -> PathBuf {
-    fs_root.join(path.strip_prefix("/").unwrap_or(path))
+/// What was read of a build's configuration files, and what was refused (notes
+/// such as `GOENV /dev/zero: not read (not a regular file: a character device)`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigRead {
+    pub goenv_file: Option<ConfigFile>,
+    pub goroot_go_env: Option<ConfigFile>,
+    pub go_mod: Option<GoModFile>,
+    pub refused: Vec<String>,
 }
 
-/// Follows the symbolic links of a file inside `fs_root` (the last component's;
-/// directories on the way are resolved by the kernel): an absolute target stays
-/// inside the build's root instead of escaping to ours.
-fn resolve_links(path: &Path, fs_root: &Path) -> Option<PathBuf> {
-    let mut path = clean(path);
-    for _ in 0..40 {
-        match std::fs::read_link(under(fs_root, &path)) {
-            Ok(target) => path = clean(&path.parent()?.join(target)),
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => return Some(path),
-            Err(_) => return None,
+impl ConfigRead {
+    /// Nothing read, for one reason (the process had exited, the read timed out…).
+    pub fn refused(reason: &str) -> ConfigRead {
+        ConfigRead { refused: vec![format!("config files: not read ({reason})")], ..ConfigRead::default() }
+    }
+}
+
+/// One file of the build, or None (a missing file is no file; a refused one is
+/// noted in `refused` as `WHAT PATH: not read (REASON)`).
+fn read_noted(root: &BuildRoot, what: &str, path: &Path, refused: &mut Vec<String>) -> Option<String> {
+    match root.read(path) {
+        Ok(text) => Some(text),
+        Err(Unread::Missing) => None,
+        Err(Unread::Refused(reason)) => {
+            refused.push(format!("{what} {}: not read ({reason})", path.display()));
+            None
         }
     }
-    None
 }
 
-/// An absolute path without `.` and `..` (lexically, as Go's filepath.Clean).
-fn clean(path: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::from("/");
-    for component in path.components() {
-        match component {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::Normal(name) => out.push(name),
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    out
-}
-
-/// Reads a build's configuration files (I/O: the run loop calls this, so that
-/// what was read is recorded and replays without the files). `fs_root` is the
-/// build's root directory as seen from here: `/proc/<pid>/root` for a build in a
-/// container (another mount namespace), `/` for one that shares ours. Paths are
-/// reported as the build sees them.
-pub fn read_files(env: &BTreeMap<String, String>, executable: &str, fs_root: &Path) -> (Option<ConfigFile>, Option<ConfigFile>) {
-    let read = |path: PathBuf| -> Option<ConfigFile> {
-        let text = std::fs::read_to_string(under(fs_root, &path)).ok()?;
+/// Reads a build's configuration files inside its root (I/O: the capture calls
+/// this off the event path, so that what was read is recorded and replays
+/// without the files): the GOENV file, $GOROOT/go.env, and the go.mod cmd/go
+/// uses for a build started in `cwd`. Paths are reported as the build sees them.
+pub fn read_files(env: &BTreeMap<String, String>, executable: &str, cwd: Option<&Path>, root: &BuildRoot) -> ConfigRead {
+    let mut refused = Vec::new();
+    let mut read = |what: &str, path: PathBuf| -> Option<ConfigFile> {
+        let text = read_noted(root, what, &path, &mut refused)?;
         Some(ConfigFile { path: path.display().to_string(), vars: parse_env_file(&text) })
     };
-    let goenv = goenv_file_path(env).and_then(read);
-    let go_env = goroot(env, executable, fs_root).map(|root| root.join("go.env")).and_then(read);
-    (goenv, go_env)
+    let goenv_file = goenv_file_path(env).and_then(|path| read("GOENV", path));
+    let goroot_go_env = goroot(env, executable, root).and_then(|dir| read("GOROOT/go.env", dir.join("go.env")));
+    let go_mod = cwd.and_then(|cwd| read_go_mod(cwd, root, &mut refused));
+    ConfigRead { goenv_file, goroot_go_env, go_mod, refused }
 }
 
 /// The effective value and source of each reported setting, as cmd/go resolves it:
@@ -382,15 +380,17 @@ pub struct GoModFile {
 }
 
 /// The go.mod cmd/go uses for a build started in `cwd` (as the build sees it):
-/// the first one found walking up, read under `fs_root` (see [`read_files`]).
-pub fn read_go_mod(cwd: &Path, fs_root: &Path) -> Option<GoModFile> {
-    let mut dir = clean(cwd);
+/// the first one found walking up, inside the build's `root`. A refused one ends
+/// the walk (cmd/go would stop there too, with an error).
+fn read_go_mod(cwd: &Path, root: &BuildRoot, refused: &mut Vec<String>) -> Option<GoModFile> {
+    let mut dir = buildfs::clean(cwd);
     for _ in 0..64 {
         let path = dir.join("go.mod");
-        if let Ok(text) = std::fs::read_to_string(under(fs_root, &path)) {
+        let before = refused.len();
+        if let Some(text) = read_noted(root, "go.mod", &path, refused) {
             return Some(GoModFile { path: path.display().to_string(), modules: go_mod_modules(&text) });
         }
-        if !dir.pop() {
+        if refused.len() > before || !dir.pop() {
             break;
         }
     }
@@ -437,7 +437,10 @@ mod tests {
         std::os::unix::fs::symlink("/usr/lib/go-9/bin/go", at("usr/bin/go")).unwrap();
         std::fs::write(at("usr/lib/go-9/go.env"), "GOPROXY=https://goroot.example\nGOTOOLCHAIN=auto\n").unwrap();
         std::fs::write(at("home/b/.config/go/env"), "GOPRIVATE=corp.example\n").unwrap();
-        let (goenv, go_env) = read_files(&env(&[("HOME", "/home/b")]), "/usr/bin/go", root.path());
+        let fs = BuildRoot::open(root.path()).unwrap();
+        let read = read_files(&env(&[("HOME", "/home/b")]), "/usr/bin/go", None, &fs);
+        assert!(read.refused.is_empty(), "{:?}", read.refused);
+        let (goenv, go_env) = (read.goenv_file, read.goroot_go_env);
         let goenv = goenv.expect("the GOENV file in the build's root");
         assert_eq!((goenv.path.as_str(), goenv.vars["GOPRIVATE"].as_str()), ("/home/b/.config/go/env", "corp.example"));
         let go_env = go_env.expect("go.env of the toolchain in the build's root");
@@ -445,10 +448,10 @@ mod tests {
         // Relative links and `..` resolve the same way.
         std::fs::remove_file(at("usr/bin/go")).unwrap();
         std::os::unix::fs::symlink("../lib/go-9/bin/go", at("usr/bin/go")).unwrap();
-        assert_eq!(goroot(&env(&[]), "/usr/bin/go", root.path()), Some(PathBuf::from("/usr/lib/go-9")));
+        assert_eq!(goroot(&env(&[]), "/usr/bin/go", &fs), Some(PathBuf::from("/usr/lib/go-9")));
         // A link loop is no GOROOT, not a hang.
         std::os::unix::fs::symlink("/usr/bin/loop", at("usr/bin/loop")).unwrap();
-        assert_eq!(goroot(&env(&[]), "/usr/bin/loop", root.path()), None);
+        assert_eq!(goroot(&env(&[]), "/usr/bin/loop", &fs), None);
     }
 
     #[test]
@@ -528,9 +531,47 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join("src/app/cmd/tool")).unwrap();
         std::fs::write(root.path().join("src/app/go.mod"), "module x\nrequire a.example/m v1.0.0\n").unwrap();
-        let found = read_go_mod(Path::new("/src/app/cmd/tool"), root.path()).expect("found above");
+        let fs = BuildRoot::open(root.path()).unwrap();
+        let mut refused = Vec::new();
+        let found = read_go_mod(Path::new("/src/app/cmd/tool"), &fs, &mut refused).expect("found above");
         assert_eq!((found.path.as_str(), found.modules.as_slice()), ("/src/app/go.mod", &["a.example/m".to_string()][..]));
-        assert!(read_go_mod(Path::new("/"), root.path()).is_none());
+        assert!(read_go_mod(Path::new("/"), &fs, &mut refused).is_none());
+        assert!(refused.is_empty());
+        // A FIFO on the way is refused, noted, and ends the walk (the go.mod above
+        // is not taken instead).
+        nix::unistd::mkfifo(&root.path().join("src/app/cmd/go.mod"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert!(read_go_mod(Path::new("/src/app/cmd/tool"), &fs, &mut refused).is_none());
+        assert_eq!(refused, ["go.mod /src/app/cmd/go.mod: not read (not a regular file: a FIFO)"]);
+    }
+
+    /// Catches reads that follow links with our root, read FIFOs or devices, or
+    /// drop refusals silently: every file of a hostile build's configuration is
+    /// refused with a note naming it, and nothing of the host's is read.
+    #[test]
+    fn hostile_configuration_files_are_refused_with_notes() {
+        let root = tempfile::tempdir().unwrap();
+        let at = |p: &str| root.path().join(p);
+        for dir in ["home/u/.config/go", "go/bin", "src/app", "etc"] {
+            std::fs::create_dir_all(at(dir)).unwrap();
+        }
+        std::os::unix::fs::symlink("/etc/passwd", at("home/u/.config/go/env")).unwrap();
+        std::fs::write(at("go/bin/go"), "").unwrap();
+        nix::unistd::mkfifo(&at("go/go.env"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        std::fs::write(at("src/app/go.mod"), vec![b'x'; 100 << 10]).unwrap();
+        let fs = BuildRoot::open(root.path()).unwrap();
+        let started = std::time::Instant::now();
+        let read = read_files(&env(&[("HOME", "/home/u")]), "/go/bin/go", Some(Path::new("/src/app")), &fs);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // /etc/passwd of the build's root does not exist: no file, no note.
+        assert_eq!(read.goenv_file, None);
+        assert_eq!(
+            read.refused,
+            ["GOROOT/go.env /go/go.env: not read (not a regular file: a FIFO)", "go.mod /src/app/go.mod: not read (larger than 64 KiB)"]
+        );
+        // With its own /etc/passwd (the GOENV link's target), that one is read.
+        std::fs::write(at("etc/passwd"), "GOPROXY=https://inside.example\n").unwrap();
+        let read = read_files(&env(&[("HOME", "/home/u")]), "/go/bin/go", None, &fs);
+        assert_eq!(read.goenv_file.map(|f| f.vars["GOPROXY"].clone()).as_deref(), Some("https://inside.example"));
     }
 
     #[test]

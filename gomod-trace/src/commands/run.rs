@@ -53,6 +53,7 @@ impl Collector {
         while let Some(item) = ring.next() {
             self.capture.record(&item, &mut self.events);
         }
+        self.capture.completed(&mut self.events);
         probe.watch(&mut self.events, from);
     }
 
@@ -184,6 +185,10 @@ pub async fn run(args: &RunArgs) -> i32 {
             break;
         }
     }
+    // The configuration files still being read (at most capture::READ_TIMEOUT).
+    let from = collector.events.len();
+    collector.capture.settle(&mut collector.events).await;
+    probe.watch(&mut collector.events, from);
     collector.check_lost(&probe);
     drop(ring);
     probe.release_in_background();

@@ -84,11 +84,19 @@ impl Correlator {
                     b.set_environment(vars.clone(), executable.clone(), *truncated);
                 }
             }
-            Event::ConfigFiles { build, goenv_file, goroot_go_env, go_mod, .. } => {
-                if let Some(b) = self.running.get(build).and_then(|b| self.builds.get_mut(b)) {
+            Event::ConfigFiles { build, goenv_file, goroot_go_env, go_mod, refused, .. } => {
+                // Read off the event path, the files may arrive after the root
+                // exited: then they are its latest build's not yet rendered.
+                let index = self.running.get(build).copied().or_else(|| {
+                    self.builds.iter().rev().find(|(_, b)| b.root == *build).map(|(&i, _)| i)
+                });
+                if let Some(b) = index.and_then(|b| self.builds.get_mut(&b)) {
                     b.set_config_files(goenv_file.as_ref(), goroot_go_env.as_ref());
                     if let Some(go_mod) = go_mod {
                         b.required = go_mod.modules.clone();
+                    }
+                    for note in refused {
+                        b.note(note);
                     }
                 }
             }

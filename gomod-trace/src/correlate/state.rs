@@ -186,6 +186,13 @@ impl BuildState {
         }
     }
 
+    /// A note on how the build was seen (once).
+    pub fn note(&mut self, note: &str) {
+        if !self.notes.iter().any(|n| n == note) {
+            self.notes.push(note.to_string());
+        }
+    }
+
     /// Whether every request of the build's go command was traced: the rules may
     /// then take the absence of a status as an answer. (A build that switched
     /// to a toolchain the probes do not support is judged by inference.)

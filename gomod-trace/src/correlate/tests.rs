@@ -50,7 +50,7 @@ impl Stream {
     fn go_mod(mut self, modules: &[&str]) -> Stream {
         let at = self.at(1);
         let go_mod = crate::goenv::GoModFile { path: "/w/go.mod".into(), modules: modules.iter().map(|m| m.to_string()).collect() };
-        self.events.push(Event::ConfigFiles { at, build: ROOT, goenv_file: None, goroot_go_env: None, go_mod: Some(go_mod) });
+        self.events.push(Event::ConfigFiles { at, build: ROOT, goenv_file: None, goroot_go_env: None, go_mod: Some(go_mod), refused: Vec::new() });
         self
     }
 
@@ -852,4 +852,30 @@ fn a_request_to_an_ipv6_literal_has_its_address() {
     let http = spans_of(&b, SpanKind::Http);
     assert_eq!((http[0].host.as_deref(), http[0].addr.as_deref(), http[0].port), (Some("fd00::1"), Some("fd00::1"), Some(443)));
     assert_eq!((http[0].role, http[0].attrs["entry"].as_str()), (Role::Proxy, Some("GOPROXY[1] https://[fd00::1]")));
+}
+
+/// Catches refusals dropped silently, and configuration files dropped when read
+/// (off the event path) after the build's root exited, as the daemon may push
+/// them: late, but before the build is rendered.
+#[test]
+fn configuration_files_read_late_still_apply_and_refusals_are_notes() {
+    let mut s = Stream::new(&[("HOME", "/h")]);
+    let environment_at = match &s.events[2] {
+        Event::Environment { at, .. } => *at,
+        other => panic!("{other:?}"),
+    };
+    s.exit(50 * MS, ROOT, 0);
+    let mut correlator = Correlator::new(Settings::default());
+    for event in &s.events {
+        correlator.push(event);
+    }
+    let file = crate::goenv::ConfigFile { path: "/h/.config/go/env".into(), vars: [("GOPROXY".to_string(), "https://file.example".to_string())].into() };
+    let refused = vec!["GOROOT/go.env /go/go.env: not read (not a regular file: a FIFO)".to_string()];
+    let late = Event::ConfigFiles { at: environment_at, build: ROOT, goenv_file: Some(file), goroot_go_env: None, go_mod: None, refused };
+    correlator.push(&late);
+    correlator.push(&late);
+    let builds = correlator.take_finished(u64::MAX, u64::MAX);
+    let [b] = builds.as_slice() else { panic!("{builds:?}") };
+    assert_eq!(b.notes, ["GOROOT/go.env /go/go.env: not read (not a regular file: a FIFO)"]);
+    assert_eq!((b.config["GOPROXY"].value.as_str(), b.config["GOPROXY"].source.as_str()), ("https://file.example", "goenv_file"));
 }

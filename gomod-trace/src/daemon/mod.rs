@@ -298,6 +298,7 @@ async fn read(
     while let Some(item) = ring.get_mut().next() {
         capture.record(&item, &mut rest);
     }
+    capture.settle(&mut rest).await;
     let _ = events.send(rest).await;
 }
 
@@ -307,6 +308,7 @@ fn drain(ring: &mut RingBuf<MapData>, capture: &mut Capture, probe: &mut Probe, 
     while let Some(item) = ring.next() {
         capture.record(&item, batch);
     }
+    capture.completed(batch);
     probe.watch(batch, from);
 }
 

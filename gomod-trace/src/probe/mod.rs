@@ -98,7 +98,14 @@ pub struct Probe {
     /// Kept alive: dropping it closes the log map (see environment.md).
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     pub drop_reasons: BTreeMap<u32, String>,
+    /// The environments of builds whose configuration files are still being read
+    /// (they arrive in a later drain), by build.
+    environments: std::collections::HashMap<u32, BTreeMap<String, String>>,
 }
+
+/// Builds whose environment is kept for their configuration files at most: a
+/// root whose exit was lost must not keep its entry forever.
+const ENVIRONMENTS_KEPT: usize = 4096;
 
 /// The program called `name`, of type `T`, loaded into the kernel (verified).
 fn loaded<'a, T>(ebpf: &'a mut Ebpf, name: &'a str) -> Result<&'a mut T, ProbeError>
@@ -234,7 +241,14 @@ impl Probe {
             p.attach(&cgroup, attach_type, CGROUP_MODE).map_err(program_error(program))?;
         }
         let requests = requests::Requests::load(&mut ebpf);
-        Ok(Probe { ebpf, go_command: options.go_command.clone(), requests, logger, drop_reasons: tracepoints.drop_reasons })
+        Ok(Probe {
+            ebpf,
+            go_command: options.go_command.clone(),
+            requests,
+            logger,
+            drop_reasons: tracepoints.drop_reasons,
+            environments: Default::default(),
+        })
     }
 
     /// Detaches everything without making this process wait for it. The kernel
@@ -281,13 +295,17 @@ impl Probe {
         use crate::event::Event;
         let Some(map) = self.ebpf.map_mut("MODULE_CACHES") else { return };
         let Ok(mut caches) = HashMap::<_, u32, ModuleCache>::try_from(map) else { return };
-        let mut environment = None;
         for event in events {
             match event {
-                Event::Environment { build, vars, .. } => environment = Some((*build, vars)),
+                Event::Environment { build, vars, .. } => {
+                    if self.environments.len() >= ENVIRONMENTS_KEPT {
+                        self.environments.clear();
+                    }
+                    self.environments.insert(*build, vars.clone());
+                }
                 Event::ConfigFiles { build, goenv_file, goroot_go_env, .. } => {
-                    let Some((_, vars)) = environment.filter(|(b, _)| b == build) else { continue };
-                    let config = crate::goenv::effective(vars, goenv_file.as_ref(), goroot_go_env.as_ref());
+                    let Some(vars) = self.environments.remove(build) else { continue };
+                    let config = crate::goenv::effective(&vars, goenv_file.as_ref(), goroot_go_env.as_ref());
                     let Some(cache) = crate::goenv::module_cache(&config) else { continue };
                     let prefix = format!("{cache}/");
                     let mut entry = ModuleCache { len: prefix.len() as u32, _pad: 0, path: [0; PATH_CAPTURE] };
@@ -298,6 +316,7 @@ impl Probe {
                     }
                 }
                 Event::Exit { pid, build, .. } if pid == build => {
+                    self.environments.remove(build);
                     let _ = caches.remove(build);
                 }
                 _ => {}
