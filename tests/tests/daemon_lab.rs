@@ -806,3 +806,71 @@ fn export_writes_a_recorded_build_in_every_format() {
     assert_eq!(module_lines, 2, "one line per module: {text}");
     assert!(!text.contains('\x1b'), "no colour in a file: {text}");
 }
+
+/// The daemon's resident memory, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap()
+}
+
+/// A hostile build in a container (its own mount and PID namespaces) points GOENV
+/// at what the daemon, root, must not follow or read: an absolute symlink whose
+/// target differs inside and outside the container, a FIFO, /dev/zero and a link
+/// into /proc/self/root. The daemon reads the container's file (not the host's),
+/// refuses the others with notes, stays small, and keeps recording builds.
+#[test]
+fn hostile_configuration_files_are_read_inside_the_build_or_refused() {
+    if !lab_available("hostile_configuration_files_are_read_inside_the_build_or_refused") {
+        return;
+    }
+    let lab = Lab::start();
+    lab.require_modules(2);
+    let daemon = Daemon::start(&lab.path("daemon-data"));
+    let rss_before = rss_kib(daemon.child.id());
+    let dir = lab.path("hostile-config");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The host's file at the path the container's link names.
+    std::fs::write(dir.join("target"), "GOPROXY=https://host-secret.lab.test\n").unwrap();
+
+    // `go` processes that are not Go (a copy of sleep: comm `go`, so each is a
+    // build), alive long enough for their root to be read; the seconds tell them apart.
+    let container = format!(
+        "set -e; d={dir}; mount -t tmpfs tmpfs $d && printf 'GOPROXY=https://mirror.lab.test\\n' > $d/target && ln -s $d/target $d/link && mkfifo $d/fifo && ln -s /proc/self/root/etc/passwd $d/magic && cp \"$(command -v sleep)\" $d/go; \
+         GOENV=$d/link go mod download; GOENV=$d/fifo $d/go 2.001; GOENV=/dev/zero $d/go 2.002; GOENV=$d/magic $d/go 2.003",
+        dir = dir.display()
+    );
+    let output = lab
+        .client_command(&["unshare", "--mount", "--pid", "--fork", "--mount-proc", "--uts", "--ipc", "sh", "-c", &container], &[("GOPROXY", "")])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let by_seconds = |builds: &[Value], seconds: &str| builds.iter().find(|b| b["command"][1] == seconds).cloned();
+    wait_until("the hostile builds in the history", Duration::from_secs(30), || {
+        let builds = recorded(daemon.addr);
+        !downloads(&builds).is_empty() && ["2.001", "2.002", "2.003"].iter().all(|s| by_seconds(&builds, s).is_some())
+    });
+    let timeline = |build: &Value| get_json(daemon.addr, &format!("/api/v1/builds/{}", build["id"].as_str().unwrap())).1["builds"][0].clone();
+    let builds = recorded(daemon.addr);
+    let download = timeline(downloads(&builds)[0]);
+    assert_eq!(download["config"]["GOPROXY"], serde_json::json!({"value": "https://mirror.lab.test", "source": "goenv_file"}), "{download:#}");
+    assert!(!download.to_string().contains("host-secret"), "{download:#}");
+    let d = dir.display();
+    for (seconds, note) in [
+        ("2.001", format!("GOENV {d}/fifo: not read (not a regular file: a FIFO)")),
+        ("2.002", "GOENV /dev/zero: not read (not a regular file: a character device)".to_string()),
+        ("2.003", format!("GOENV {d}/magic: not read (too many symbolic links, or a link into /proc)")),
+    ] {
+        let build = timeline(&by_seconds(&builds, seconds).unwrap());
+        let notes = build["notes"].as_array().cloned().unwrap_or_default();
+        assert!(notes.iter().any(|n| n == &Value::from(note.as_str())), "{note} in {build:#}");
+    }
+
+    // Still recording, and no file was read whole.
+    let before = downloads(&builds).len();
+    let status = lab.client_command(&["go", "mod", "download"], &[]).status().unwrap();
+    assert!(status.success());
+    wait_until("a later build in the history", Duration::from_secs(30), || downloads(&recorded(daemon.addr)).len() > before);
+    let rss_after = rss_kib(daemon.child.id());
+    assert!(rss_after < rss_before + 64 * 1024, "RSS grew from {rss_before} KiB to {rss_after} KiB");
+}
