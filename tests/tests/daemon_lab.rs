@@ -816,8 +816,10 @@ fn rss_kib(pid: u32) -> u64 {
 /// A hostile build in a container (its own mount and PID namespaces) points GOENV
 /// at what the daemon, root, must not follow or read: an absolute symlink whose
 /// target differs inside and outside the container, a FIFO, /dev/zero and a link
-/// into /proc/self/root. The daemon reads the container's file (not the host's),
-/// refuses the others with notes, stays small, and keeps recording builds.
+/// into /proc/1/root. The daemon reads the container's file (not the host's),
+/// refuses the others with notes, stays small, and keeps recording builds. (The
+/// magic link is the container's pid 1's root: /proc/self would name no process
+/// in the container's procfs for the daemon, and so resolve to nothing.)
 #[test]
 fn hostile_configuration_files_are_read_inside_the_build_or_refused() {
     if !lab_available("hostile_configuration_files_are_read_inside_the_build_or_refused") {
@@ -835,7 +837,7 @@ fn hostile_configuration_files_are_read_inside_the_build_or_refused() {
     // `go` processes that are not Go (a copy of sleep: comm `go`, so each is a
     // build), alive long enough for their root to be read; the seconds tell them apart.
     let container = format!(
-        "set -e; d={dir}; mount -t tmpfs tmpfs $d && printf 'GOPROXY=https://mirror.lab.test\\n' > $d/target && ln -s $d/target $d/link && mkfifo $d/fifo && ln -s /proc/self/root/etc/passwd $d/magic && cp \"$(command -v sleep)\" $d/go; \
+        "set -e; d={dir}; mount -t tmpfs tmpfs $d && printf 'GOPROXY=https://mirror.lab.test\\n' > $d/target && ln -s $d/target $d/link && mkfifo $d/fifo && ln -s /proc/1/root/etc/passwd $d/magic && cp \"$(command -v sleep)\" $d/go; \
          GOENV=$d/link go mod download; GOENV=$d/fifo $d/go 2.001; GOENV=/dev/zero $d/go 2.002; GOENV=$d/magic $d/go 2.003",
         dir = dir.display()
     );
