@@ -19,6 +19,7 @@ use aya::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, ProgramError, TracePoint,
     },
 };
+use crate::timeline::ConfigValue;
 use gomod_trace_ebpf::{ModuleCache, PATH_CAPTURE, ProbeConfig, ProcessEntry, TASK_COMM_LEN, process_state};
 
 pub use host::HostError;
@@ -287,17 +288,27 @@ impl Probe {
         self.requests.watch(&mut self.ebpf, &self.go_command, events, from);
     }
 
-    /// Writes the GOMODCACHE of each build whose configuration arrived into
-    /// `MODULE_CACHES` (as cmd/go names its files: cleaned), and removes it when the
-    /// build's root exits. A cache the programs cannot compare (too long) is left
-    /// out: its extractions are then recorded file by file.
+    /// Writes the GOMODCACHE of each build into `MODULE_CACHES` (as cmd/go names its
+    /// files: cleaned), and removes it when the build's root exits. The cache is
+    /// handed over at once from the build's environment (GOMODCACHE, or the GOPATH
+    /// and HOME defaults), since the build's files are read off the event path and
+    /// arrive later; it is corrected if they set GOMODCACHE. A cache the programs
+    /// cannot compare (too long) is left out: its extractions are then recorded
+    /// file by file.
     fn watch_module_caches(&mut self, events: &[crate::event::Event]) {
         use crate::event::Event;
         let Some(map) = self.ebpf.map_mut("MODULE_CACHES") else { return };
         let Ok(mut caches) = HashMap::<_, u32, ModuleCache>::try_from(map) else { return };
+        let hand_over = |caches: &mut HashMap<_, u32, ModuleCache>, build: u32, config: &BTreeMap<String, ConfigValue>| {
+            let Some(entry) = module_cache_entry(config) else { return };
+            if let Err(e) = caches.insert(build, entry, 0) {
+                tracing::debug!("module cache of build {build} not handed to the programs: {e}");
+            }
+        };
         for event in events {
             match event {
                 Event::Environment { build, vars, .. } => {
+                    hand_over(&mut caches, *build, &crate::goenv::effective(vars, None, None));
                     if self.environments.len() >= ENVIRONMENTS_KEPT {
                         self.environments.clear();
                     }
@@ -305,14 +316,10 @@ impl Probe {
                 }
                 Event::ConfigFiles { build, goenv_file, goroot_go_env, .. } => {
                     let Some(vars) = self.environments.remove(build) else { continue };
-                    let config = crate::goenv::effective(&vars, goenv_file.as_ref(), goroot_go_env.as_ref());
-                    let Some(cache) = crate::goenv::module_cache(&config) else { continue };
-                    let prefix = format!("{cache}/");
-                    let mut entry = ModuleCache { len: prefix.len() as u32, _pad: 0, path: [0; PATH_CAPTURE] };
-                    let Some(path) = entry.path.get_mut(..prefix.len()) else { continue };
-                    path.copy_from_slice(prefix.as_bytes());
-                    if let Err(e) = caches.insert(build, entry, 0) {
-                        tracing::debug!("module cache of build {build} not handed to the programs: {e}");
+                    let sets_cache = |file: Option<&crate::goenv::ConfigFile>| file.is_some_and(|f| f.vars.contains_key("GOMODCACHE"));
+                    if !vars.contains_key("GOMODCACHE") && (sets_cache(goenv_file.as_ref()) || sets_cache(goroot_go_env.as_ref())) {
+                        let config = crate::goenv::effective(&vars, goenv_file.as_ref(), goroot_go_env.as_ref());
+                        hand_over(&mut caches, *build, &config);
                     }
                 }
                 Event::Exit { pid, build, .. } if pid == build => {
@@ -411,4 +418,14 @@ impl RingFill {
         let unread = self.position(self.page_size).saturating_sub(self.position(0));
         (unread as f64 / self.capacity.max(1) as f64).min(1.0)
     }
+}
+
+/// The `MODULE_CACHES` entry of a build's configuration: its GOMODCACHE as cmd/go
+/// names its files (cleaned, with a trailing `/`), or `None` when there is none or
+/// it is too long for the programs to compare.
+fn module_cache_entry(config: &BTreeMap<String, ConfigValue>) -> Option<ModuleCache> {
+    let prefix = format!("{}/", crate::goenv::module_cache(config)?);
+    let mut entry = ModuleCache { len: prefix.len() as u32, _pad: 0, path: [0; PATH_CAPTURE] };
+    entry.path.get_mut(..prefix.len())?.copy_from_slice(prefix.as_bytes());
+    Some(entry)
 }
