@@ -38,17 +38,76 @@ pub struct BuildRoot {
     dir: OwnedFd,
 }
 
-impl BuildRoot {
-    /// The root directory of process `pid` (/proc/PID/root). When it cannot be
-    /// opened, nothing is read: the reason is returned for the build's notes
-    /// (there is no falling back to our own root).
-    pub fn of_process(pid: u32) -> Result<BuildRoot, String> {
-        BuildRoot::open(Path::new(&format!("/proc/{pid}/root"))).map_err(|e| match e {
+/// A build's process as /proc shows it, held open: what is read through it is that
+/// process's even if it exits meanwhile and its PID is given to another (then
+/// reading fails: the kernel ties the descriptor to the process, not the number).
+pub struct BuildProcess {
+    dir: OwnedFd,
+}
+
+impl BuildProcess {
+    /// Process `pid`, which was seen running at `seen_ns` (CLOCK_MONOTONIC; an
+    /// exec of it). A process of that PID that started later is another one
+    /// (the PID was reused): refused, as one that exited.
+    pub fn open(pid: u32, seen_ns: u64) -> Result<BuildProcess, String> {
+        let exited = |e: Errno| match e {
             Errno::ENOENT | Errno::ESRCH => "the process had exited".to_string(),
-            e => format!("cannot open its root directory: {}", e.desc().to_lowercase()),
-        })
+            e => format!("cannot open its /proc directory: {}", e.desc().to_lowercase()),
+        };
+        let dir = nix::fcntl::open(
+            Path::new(&format!("/proc/{pid}")),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(exited)?;
+        let stat = nix::fcntl::openat(&dir, "stat", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(exited)?;
+        let mut text = String::new();
+        std::fs::File::from(stat).take(4096).read_to_string(&mut text).map_err(|e| format!("cannot read its /proc stat: {e}"))?;
+        let started = start_monotonic_ns(&text).ok_or("cannot read its start time from /proc")?;
+        if started > seen_ns.saturating_add(START_TOLERANCE_NS) {
+            return Err("the process had exited (its PID names a later process)".to_string());
+        }
+        Ok(BuildProcess { dir })
     }
 
+    /// Its root directory (/proc/PID/root). When it cannot be opened, nothing is
+    /// read: the reason is returned for the build's notes (there is no falling
+    /// back to our own root).
+    pub fn root(&self) -> Result<BuildRoot, String> {
+        nix::fcntl::openat(&self.dir, "root", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .map(|dir| BuildRoot { dir })
+            .map_err(|e| match e {
+                Errno::ENOENT | Errno::ESRCH => "the process had exited".to_string(),
+                e => format!("cannot open its root directory: {}", e.desc().to_lowercase()),
+            })
+    }
+
+    /// The directory it runs in, as it sees it.
+    pub fn cwd(&self) -> Option<PathBuf> {
+        nix::fcntl::readlinkat(&self.dir, "cwd").ok().map(PathBuf::from)
+    }
+}
+
+/// How much later than seen a process may seem to start: the clocks are read one
+/// after the other when converting its start time.
+const START_TOLERANCE_NS: u64 = 1_000_000;
+
+/// When the process of a /proc/PID/stat text started, in CLOCK_MONOTONIC
+/// nanoseconds (the kernel gives clock ticks since boot, suspend included).
+fn start_monotonic_ns(stat: &str) -> Option<u64> {
+    use nix::time::{ClockId, clock_gettime};
+    // Field 22; the command name (field 2) is in parentheses and may hold anything.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let ticks: u64 = after_name.split_whitespace().nth(19)?.parse().ok()?;
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+    let started_boot_ns = ticks.checked_mul(1_000_000_000)? / u64::try_from(per_second).ok()?.max(1);
+    let ns = |t: nix::sys::time::TimeSpec| (t.tv_sec() as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec() as u64);
+    let boot = ns(clock_gettime(ClockId::CLOCK_BOOTTIME).ok()?);
+    let monotonic = ns(clock_gettime(ClockId::CLOCK_MONOTONIC).ok()?);
+    Some(started_boot_ns.saturating_sub(boot.saturating_sub(monotonic)))
+}
+
+impl BuildRoot {
     /// A directory (as seen from here) taken as a build's root.
     pub fn open(dir: &Path) -> Result<BuildRoot, Errno> {
         let dir = nix::fcntl::open(dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
@@ -266,14 +325,38 @@ mod tests {
         assert_eq!(ours.read(Path::new("/proc/self/root/etc/passwd")), refused("too many symbolic links, or a link into /proc"));
     }
 
+    fn monotonic_now_ns() -> u64 {
+        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+        now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64
+    }
+
     /// Catches the old fallback to our root when the process is gone.
     #[test]
     fn a_gone_process_has_no_root() {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
-        assert_eq!(BuildRoot::of_process(pid).err().as_deref(), Some("the process had exited"));
-        assert!(BuildRoot::of_process(std::process::id()).is_ok());
+        assert_eq!(BuildProcess::open(pid, monotonic_now_ns()).err().as_deref(), Some("the process had exited"));
+        let ours = BuildProcess::open(std::process::id(), monotonic_now_ns()).unwrap();
+        assert!(ours.root().is_ok());
+        assert_eq!(ours.cwd(), std::env::current_dir().ok());
+    }
+
+    /// Catches reading the files of whichever process holds a reused PID: a
+    /// process that started after the build's exec was seen is not the build.
+    #[test]
+    fn a_reused_pid_names_another_process() {
+        let before = monotonic_now_ns();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let pid = child.id();
+        let after = monotonic_now_ns();
+        let seen_before = BuildProcess::open(pid, before).err();
+        let seen_after = BuildProcess::open(pid, after).map(|process| process.root().is_ok());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(seen_before.as_deref(), Some("the process had exited (its PID names a later process)"));
+        assert_eq!(seen_after, Ok(true));
     }
 
     /// Catches following links with our root (`std::fs::read_link` on joined paths).

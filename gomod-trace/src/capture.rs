@@ -20,7 +20,7 @@ use std::{
 };
 
 use crate::{
-    buildfs::BuildRoot,
+    buildfs::BuildProcess,
     decode::{DecodeContext, decode},
     event::{At, Event, LossReason},
     goenv::{self, ConfigRead},
@@ -55,7 +55,7 @@ impl Capture {
                 self.last_ts = self.last_ts.max(event.ts_ns());
                 let request = match &event {
                     Event::Environment { at, build, executable, vars, .. } => {
-                        Some((*at, ReadRequest { build: *build, executable: executable.clone(), vars: vars.clone() }))
+                        Some((*at, ReadRequest { build: *build, seen_ns: at.ts_ns, executable: executable.clone(), vars: vars.clone() }))
                     }
                     _ => None,
                 };
@@ -104,6 +104,9 @@ impl Capture {
 /// What the files of a build are read from: its root process and environment.
 pub struct ReadRequest {
     pub build: u32,
+    /// When the build's exec was seen (CLOCK_MONOTONIC ns): a later process of
+    /// that PID is not the build.
+    pub seen_ns: u64,
     pub executable: String,
     pub vars: BTreeMap<String, String>,
 }
@@ -114,13 +117,15 @@ pub type Reader = Arc<dyn Fn(&ReadRequest) -> ConfigRead + Send + Sync>;
 /// The build's files, inside its root (/proc/PID/root); nothing when that root
 /// cannot be opened (never ours instead).
 fn read_build_files(request: &ReadRequest) -> ConfigRead {
-    let root = match BuildRoot::of_process(request.build) {
+    let process = match BuildProcess::open(request.build, request.seen_ns) {
+        Ok(process) => process,
+        Err(reason) => return ConfigRead::refused(&reason),
+    };
+    let root = match process.root() {
         Ok(root) => root,
         Err(reason) => return ConfigRead::refused(&reason),
     };
-    // The directory the build runs in, as it sees it.
-    let cwd = std::fs::read_link(format!("/proc/{}/cwd", request.build)).ok();
-    goenv::read_files(&request.vars, &request.executable, cwd.as_deref(), &root)
+    goenv::read_files(&request.vars, &request.executable, process.cwd().as_deref(), &root)
 }
 
 /// Reads in progress, on threads of their own: at most `limit` at once (one
@@ -210,7 +215,7 @@ mod tests {
     const AT: At = At { ts_ns: 7, cpu: 1, seq: 3 };
 
     fn request(build: u32) -> ReadRequest {
-        ReadRequest { build, executable: "/usr/bin/go".into(), vars: BTreeMap::new() }
+        ReadRequest { build, seen_ns: u64::MAX, executable: "/usr/bin/go".into(), vars: BTreeMap::new() }
     }
 
     fn refused(event: &Event) -> Vec<String> {
@@ -306,7 +311,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let read = read_build_files(&ReadRequest { build: pid, executable: "/usr/bin/go".into(), vars });
+        let read = read_build_files(&ReadRequest { build: pid, seen_ns: u64::MAX, executable: "/usr/bin/go".into(), vars });
         assert_eq!(read, ConfigRead::refused("the process had exited"));
         assert_eq!(read.refused, ["config files: not read (the process had exited)"]);
     }
@@ -315,7 +320,7 @@ mod tests {
     #[test]
     fn refusals_name_the_file() {
         let vars: BTreeMap<String, String> = [("GOENV", "/dev/zero")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let read = read_build_files(&ReadRequest { build: std::process::id(), executable: "/nonexistent/go".into(), vars });
+        let read = read_build_files(&ReadRequest { build: std::process::id(), seen_ns: u64::MAX, executable: "/nonexistent/go".into(), vars });
         assert_eq!(read.goenv_file, None);
         assert_eq!(read.refused.first().map(String::as_str), Some("GOENV /dev/zero: not read (not a regular file: a character device)"));
     }
