@@ -82,6 +82,34 @@ impl BuildProcess {
             })
     }
 
+    /// Makes the calling thread read files as the process would: with its
+    /// filesystem user and group, which also drops this thread's capabilities to
+    /// override file permissions (the kernel's rule for a filesystem user other
+    /// than 0). Only for a thread of its own, which ends after the reads: the
+    /// change is not undone. Its supplementary groups are not taken, so a file it
+    /// may read only through one of them is refused (the safe side).
+    pub fn read_as_it(&self) -> Result<(), String> {
+        let status = nix::fcntl::openat(&self.dir, "status", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|e| format!("cannot read its credentials: {}", e.desc().to_lowercase()))?;
+        let mut text = String::new();
+        std::fs::File::from(status).take(16 * 1024).read_to_string(&mut text).map_err(|e| format!("cannot read its credentials: {e}"))?;
+        // `Uid:\treal\teffective\tsaved\tfilesystem`, and the same for Gid.
+        let filesystem_id = |line: &str| -> Option<u32> {
+            text.lines().find_map(|l| l.strip_prefix(line))?.split_whitespace().nth(3)?.parse().ok()
+        };
+        let (Some(uid), Some(gid)) = (filesystem_id("Uid:"), filesystem_id("Gid:")) else {
+            return Err("cannot read its credentials from /proc".to_string());
+        };
+        let (uid, gid) = (nix::unistd::Uid::from_raw(uid), nix::unistd::Gid::from_raw(gid));
+        nix::unistd::setfsgid(gid);
+        nix::unistd::setfsuid(uid);
+        // Both calls return the previous value whether or not they succeeded.
+        if nix::unistd::setfsgid(gid) != gid || nix::unistd::setfsuid(uid) != uid {
+            return Err("cannot take its credentials to read its files".to_string());
+        }
+        Ok(())
+    }
+
     /// The directory it runs in, as it sees it.
     pub fn cwd(&self) -> Option<PathBuf> {
         nix::fcntl::readlinkat(&self.dir, "cwd").ok().map(PathBuf::from)
@@ -357,6 +385,42 @@ mod tests {
         child.wait().unwrap();
         assert_eq!(seen_before.as_deref(), Some("the process had exited (its PID names a later process)"));
         assert_eq!(seen_after, Ok(true));
+    }
+
+    /// Catches reading as root what the build's own user may not read (GOENV
+    /// pointing at a root-only file of its root, e.g. /etc/shadow).
+    #[test]
+    fn files_are_read_with_the_builds_own_credentials() {
+        use std::os::unix::{fs::PermissionsExt as _, process::CommandExt as _};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let private = dir.path().join("private");
+        std::fs::write(&private, "GOPROXY=https://secret.example\n").unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let public = dir.path().join("public");
+        std::fs::write(&public, "GOPROXY=https://public.example\n").unwrap();
+        std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o644)).unwrap();
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("not root: the files are ours whatever the credentials; nothing to show");
+            return;
+        }
+        let mut child = std::process::Command::new("sleep").arg("5").uid(65534).gid(65534).spawn().unwrap();
+        let pid = child.id();
+        // On a thread of its own, as the daemon reads.
+        let read = std::thread::spawn(move || {
+            let process = BuildProcess::open(pid, monotonic_now_ns()).unwrap();
+            let root = process.root().unwrap();
+            process.read_as_it().unwrap();
+            (root.read(&private), root.read(&public))
+        })
+        .join()
+        .unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(read.0, refused("permission denied"));
+        assert_eq!(read.1.as_deref(), Ok("GOPROXY=https://public.example\n"));
+        // This thread kept its own credentials.
+        assert!(std::fs::read(dir.path().join("private")).is_ok());
     }
 
     /// Catches following links with our root (`std::fs::read_link` on joined paths).

@@ -114,8 +114,9 @@ pub struct ReadRequest {
 /// Reads a build's files (blocking; on a reader thread).
 pub type Reader = Arc<dyn Fn(&ReadRequest) -> ConfigRead + Send + Sync>;
 
-/// The build's files, inside its root (/proc/PID/root); nothing when that root
-/// cannot be opened (never ours instead).
+/// The build's files, inside its root (/proc/PID/root) and with its own
+/// credentials; nothing when that root cannot be opened (never ours instead).
+/// Runs on a thread of the read's own: it takes the build's credentials.
 fn read_build_files(request: &ReadRequest) -> ConfigRead {
     let process = match BuildProcess::open(request.build, request.seen_ns) {
         Ok(process) => process,
@@ -125,6 +126,10 @@ fn read_build_files(request: &ReadRequest) -> ConfigRead {
         Ok(root) => root,
         Err(reason) => return ConfigRead::refused(&reason),
     };
+    // This thread is the read's own and ends with it.
+    if let Err(reason) = process.read_as_it() {
+        return ConfigRead::refused(&reason);
+    }
     goenv::read_files(&request.vars, &request.executable, process.cwd().as_deref(), &root)
 }
 
