@@ -838,7 +838,9 @@ fn hostile_configuration_files_are_read_inside_the_build_or_refused() {
     // build), alive long enough for their root to be read; the seconds tell them apart.
     let container = format!(
         "set -e; d={dir}; mount -t tmpfs tmpfs $d && printf 'GOPROXY=https://mirror.lab.test\\n' > $d/target && ln -s $d/target $d/link && mkfifo $d/fifo && ln -s /proc/1/root/etc/passwd $d/magic && cp \"$(command -v sleep)\" $d/go; \
-         GOENV=$d/link go mod download; GOENV=$d/fifo $d/go 2.001; GOENV=/dev/zero $d/go 2.002; GOENV=$d/magic $d/go 2.003",
+         printf 'GOPROXY=https://root-only.lab.test\\n' > $d/root-only && chmod 600 $d/root-only; \
+         GOENV=$d/link go mod download; GOENV=$d/fifo $d/go 2.001; GOENV=/dev/zero $d/go 2.002; GOENV=$d/magic $d/go 2.003; \
+         GOENV=$d/root-only setpriv --reuid=65534 --regid=65534 --clear-groups $d/go 2.004",
         dir = dir.display()
     );
     let output = lab
@@ -850,7 +852,7 @@ fn hostile_configuration_files_are_read_inside_the_build_or_refused() {
     let by_seconds = |builds: &[Value], seconds: &str| builds.iter().find(|b| b["command"][1] == seconds).cloned();
     wait_until("the hostile builds in the history", Duration::from_secs(30), || {
         let builds = recorded(daemon.addr);
-        !downloads(&builds).is_empty() && ["2.001", "2.002", "2.003"].iter().all(|s| by_seconds(&builds, s).is_some())
+        !downloads(&builds).is_empty() && ["2.001", "2.002", "2.003", "2.004"].iter().all(|s| by_seconds(&builds, s).is_some())
     });
     let timeline = |build: &Value| get_json(daemon.addr, &format!("/api/v1/builds/{}", build["id"].as_str().unwrap())).1["builds"][0].clone();
     let builds = recorded(daemon.addr);
@@ -862,10 +864,13 @@ fn hostile_configuration_files_are_read_inside_the_build_or_refused() {
         ("2.001", format!("GOENV {d}/fifo: not read (not a regular file: a FIFO)")),
         ("2.002", "GOENV /dev/zero: not read (not a regular file: a character device)".to_string()),
         ("2.003", format!("GOENV {d}/magic: not read (too many symbolic links, or a link into /proc)")),
+        // Read as the build's user, who may not read it (the daemon, as root, could).
+        ("2.004", format!("GOENV {d}/root-only: not read (permission denied)")),
     ] {
         let build = timeline(&by_seconds(&builds, seconds).unwrap());
         let notes = build["notes"].as_array().cloned().unwrap_or_default();
         assert!(notes.iter().any(|n| n == &Value::from(note.as_str())), "{note} in {build:#}");
+        assert!(!build.to_string().contains("root-only.lab.test"), "{build:#}");
     }
 
     // Still recording, and no file was read whole.
