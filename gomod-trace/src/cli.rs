@@ -114,6 +114,8 @@ pub struct DaemonArgs {
     pub go_command: String,
     #[command(flatten)]
     pub judge: JudgeArgs,
+    #[command(flatten)]
+    pub limits: LimitsArgs,
     /// Also push every finished build as an OpenTelemetry trace to this OTLP/HTTP
     /// endpoint.
     ///
@@ -278,5 +280,37 @@ mod tests {
         assert_eq!(run.output.format, Format::Json);
         assert!(Cli::try_parse_from(["gomod-trace", "run"]).is_err());
         assert!(Cli::try_parse_from(["gomod-trace", "run", "--format", "xml", "--", "go"]).is_err());
+    }
+}
+
+/// How much the daemon keeps of what builds do: a build cannot grow it without
+/// bound. What a limit refuses is counted in gomod_trace_dropped_total{what} and
+/// the build it belonged to is marked incomplete, with a note. The defaults are
+/// far above what real builds need.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitsArgs {
+    /// Spans of one build; past it, its events that would open more are dropped.
+    #[arg(long, default_value_t = crate::correlate::Limits::default().spans_per_build, value_name = "N")]
+    pub max_spans_per_build: usize,
+    /// Builds traced at once; past it, a new build is not traced.
+    #[arg(long, default_value_t = crate::correlate::Limits::default().open_builds, value_name = "N")]
+    pub max_open_builds: usize,
+    /// Connections of builds tracked at once; past it, new ones are not traced.
+    #[arg(long, default_value_t = crate::correlate::Limits::default().connections, value_name = "N")]
+    pub max_connections: usize,
+    /// Processes of builds tracked at once; past it, new ones are not.
+    #[arg(long, default_value_t = crate::correlate::Limits::default().processes, value_name = "N")]
+    pub max_processes: usize,
+}
+
+impl LimitsArgs {
+    pub fn limits(&self) -> crate::correlate::Limits {
+        crate::correlate::Limits {
+            spans_per_build: self.max_spans_per_build,
+            open_builds: self.max_open_builds,
+            connections: self.max_connections,
+            processes: self.max_processes,
+        }
     }
 }

@@ -65,6 +65,15 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WhatLabels {
+    what: String,
+}
+
+/// The `what` values of `gomod_trace_dropped_total`: the correlator's limits
+/// (see `correlate::Dropped`), and builds the history writer could not take.
+pub const DROPPED_WHAT: [&str; 5] = ["spans", "builds", "connections", "processes", "history_writes"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProgramLabels {
     program: String,
 }
@@ -200,6 +209,9 @@ pub struct Metrics {
     pub events_processed: Counter,
     events_lost: Family<ReasonLabels, Counter>,
     pub open_builds: Gauge,
+    dropped: Family<WhatLabels, Counter>,
+    /// Failed writes to the history database (a build insert or a write check).
+    pub store_failures: Counter,
     pub stalled_connections: Gauge,
     pub queue_fill: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub ring_fill: Gauge<f64, std::sync::atomic::AtomicU64>,
@@ -260,6 +272,21 @@ impl Metrics {
         }
         let open_builds = Gauge::default();
         registry.register("open_builds", "Builds started and not yet finished", open_builds.clone());
+        let dropped = Family::<WhatLabels, Counter>::default();
+        registry.register(
+            "dropped",
+            "What the daemon's limits refused (spans: events of a build at its span limit; builds, connections, processes: not tracked past their limit; history_writes: builds the history writer's queue could not take)",
+            dropped.clone(),
+        );
+        for what in DROPPED_WHAT {
+            let _ = dropped.get_or_create(&WhatLabels { what: what.into() });
+        }
+        let store_failures = Counter::default();
+        registry.register(
+            "store_failures",
+            "Failed writes to the history database (builds are kept in memory and written again while it fails, up to a limit)",
+            store_failures.clone(),
+        );
         let stalled_connections = Gauge::default();
         registry.register(
             "stalled_connections",
@@ -317,6 +344,8 @@ impl Metrics {
             events_processed,
             events_lost,
             open_builds,
+            dropped,
+            store_failures,
             stalled_connections,
             queue_fill,
             ring_fill,
@@ -331,6 +360,13 @@ impl Metrics {
     /// Counts lost events.
     pub fn lost(&self, reason: LossReason, count: u64) {
         self.events_lost.get_or_create(&ReasonLabels { reason: serialize(&reason) }).inc_by(count);
+    }
+
+    /// Counts what a limit refused (`what`: one of [`DROPPED_WHAT`]).
+    pub fn dropped(&self, what: &str, count: u64) {
+        if count > 0 {
+            self.dropped.get_or_create(&WhatLabels { what: what.into() }).inc_by(count);
+        }
     }
 
     /// Adds the kernel's current totals for one program.
@@ -456,6 +492,9 @@ mod tests {
             "gomod_trace_otlp_failed_requests_total{reason=\"unavailable\"} 0",
             "gomod_trace_otlp_dropped_builds_total{reason=\"too_large\"} 0",
             "gomod_trace_otlp_exporter_failures_total 0",
+            "gomod_trace_dropped_total{what=\"connections\"} 0",
+            "gomod_trace_dropped_total{what=\"history_writes\"} 0",
+            "gomod_trace_store_failures_total 0",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");
         }

@@ -881,3 +881,157 @@ fn hostile_configuration_files_are_read_inside_the_build_or_refused() {
     let rss_after = rss_kib(daemon.child.id());
     assert!(rss_after < rss_before + 64 * 1024, "RSS grew from {rss_before} KiB to {rss_after} KiB");
 }
+
+/// The daemon's resident memory now and at its peak, in KiB (/proc/PID/status).
+fn daemon_memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status.lines().find_map(|l| l.strip_prefix(name)?.trim().strip_suffix("kB")?.trim().parse().ok()).unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// A hostile build: `go generate` runs the lab's dialer on 2,000 connections at
+/// once to an address nobody has (they hang, then fail), then on 20,000 to a port
+/// that refuses. With the daemon's limits lowered, it keeps at most 50
+/// connections at once and 2,000 spans of it: the drops are counted, the build is
+/// recorded incomplete with notes saying what was dropped, the daemon's memory
+/// stays put, and the next build is traced complete.
+#[test]
+fn a_build_that_opens_endless_connections_is_cut_at_the_limits() {
+    if !lab_available("a_build_that_opens_endless_connections_is_cut_at_the_limits") {
+        return;
+    }
+    let lab = Lab::start();
+    let limits = ["--max-connections", "50", "--max-spans-per-build", "2000"];
+    let daemon = Daemon::start_with(&lab.path("daemon-data"), &limits);
+    for what in ["connections", "spans"] {
+        assert_eq!(metric(daemon.addr, &format!("gomod_trace_dropped_total{{what=\"{what}\"}}")), Some(0.0));
+    }
+    let (rss_before, _) = daemon_memory_kib(daemon.child.id());
+
+    let generate = lab.path("generate");
+    std::fs::create_dir_all(&generate).unwrap();
+    std::fs::write(generate.join("go.mod"), "module lab.test/generate\n\ngo 1.19\n").unwrap();
+    std::fs::write(generate.join("gen.go"), "package gen\n\n//go:generate sh flood.sh\n").unwrap();
+    let nobody = format!("{}:443", lab.unused_ip());
+    let refused = format!("{}:8443", lab.ip_of(PROXY_NAME));
+    let dialer = Lab::dialer_bin().display().to_string();
+    let flood = format!("{dialer} $(yes {nobody} | head -n 2000) > /dev/null\nexec {dialer} $(yes {refused} | head -n 20000) > /dev/null\n");
+    std::fs::write(generate.join("flood.sh"), flood).unwrap();
+    let started = Instant::now();
+    let generated = lab.client_command(&["go", "generate", "./..."], &[]).current_dir(&generate).output().unwrap();
+    assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+    eprintln!("22,000 connections in {:?}", started.elapsed());
+
+    wait_until("the generate build in the history", Duration::from_secs(30), || {
+        recorded(daemon.addr).iter().any(|b| b["command"][1] == "generate")
+    });
+    let build = recorded(daemon.addr).into_iter().find(|b| b["command"][1] == "generate").unwrap();
+    assert_eq!((build["complete"].as_bool(), build["exit_code"].as_i64()), (Some(false), Some(0)), "{build:#}");
+    let (_, timeline) = get_json(daemon.addr, &format!("/api/v1/builds/{}", build["id"].as_str().unwrap()));
+    let b = &timeline["builds"][0];
+    let spans = b["spans"].as_array().unwrap().len();
+    let notes: Vec<&str> = b["notes"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(spans <= 2010, "{spans} spans kept");
+    assert!(notes.iter().any(|n| n.contains("connections not traced") && n.contains("--max-connections")), "{notes:?}");
+    assert!(notes.iter().any(|n| n.contains("--max-spans-per-build")), "{notes:?}");
+    let connections = metric(daemon.addr, "gomod_trace_dropped_total{what=\"connections\"}").unwrap();
+    let dropped_spans = metric(daemon.addr, "gomod_trace_dropped_total{what=\"spans\"}").unwrap();
+    let (rss_after, peak) = daemon_memory_kib(daemon.child.id());
+    eprintln!(
+        "dropped: {connections} connections, {dropped_spans} span events; {spans} spans kept; daemon RSS {rss_before} KiB before, {rss_after} KiB after, peak {peak} KiB"
+    );
+    assert!(connections > 0.0 && dropped_spans > 0.0);
+    // Events in flight take some (without the limits, these 22,000 connections
+    // took the daemon's peak 55 MiB above where it started; it grows with them).
+    assert!(peak < rss_before + 48 * 1024, "the daemon's peak grew from {rss_before} KiB to {peak} KiB");
+
+    // Still tracing, and within the limits a real build loses nothing.
+    lab.require_modules(1);
+    assert!(lab.client_command(&["go", "mod", "download"], &[]).status().unwrap().success());
+    wait_until("the download after the flood", Duration::from_secs(30), || !downloads(&recorded(daemon.addr)).is_empty());
+    assert_clean(downloads(&recorded(daemon.addr))[0]);
+}
+
+/// A tmpfs mounted for a test, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "gomod-trace-test"]).arg(dir).status().unwrap();
+        assert!(status.success(), "mount a tmpfs on {}", dir.display());
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("--lazy").arg(&self.0).status();
+    }
+}
+
+/// The history's file system fills up under a running daemon: /readyz fails
+/// (saying why) and gomod_trace_store_failures_total counts; a build that
+/// finishes meanwhile is kept in memory, and written once there is room again,
+/// when /readyz is back to 200.
+#[test]
+fn a_full_store_makes_the_daemon_unready_and_loses_no_build() {
+    if !lab_available("a_full_store_makes_the_daemon_unready_and_loses_no_build") {
+        return;
+    }
+    let lab = Lab::start();
+    lab.require_modules(1);
+    let data = lab.path("daemon-data");
+    let _tmpfs = Tmpfs::mount(&data, "8m");
+    let daemon = Daemon::start(&data);
+    assert_eq!(metric(daemon.addr, "gomod_trace_store_failures_total"), Some(0.0));
+
+    // Fill it: dd stops at ENOSPC.
+    let filler = data.join("filler");
+    let _ = Command::new("dd").arg("if=/dev/zero").arg(format!("of={}", filler.display())).args(["bs=64k", "status=none"]).stderr(Stdio::null()).status();
+    wait_until("/readyz to fail", Duration::from_secs(20), || get(daemon.addr, "/readyz").is_ok_and(|(status, _)| status == 503));
+    let (_, why) = get(daemon.addr, "/readyz").unwrap();
+    assert!(why.contains("history database cannot be written") && why.contains("No space left"), "{why}");
+    assert_eq!(get(daemon.addr, "/healthz").unwrap().0, 200, "alive all the same");
+    assert!(metric(daemon.addr, "gomod_trace_store_failures_total").unwrap() >= 1.0);
+
+    let status = lab.client_command(&["go", "mod", "download"], &[]).stdout(Stdio::null()).status().unwrap();
+    assert!(status.success());
+    // Finished (counted) but not in the history yet.
+    wait_until("the build counted", Duration::from_secs(30), || {
+        metric(daemon.addr, "gomod_trace_builds_total{outcome=\"ok\"}").is_some_and(|n| n >= 1.0)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let failures = metric(daemon.addr, "gomod_trace_store_failures_total").unwrap();
+    eprintln!("store failures while full: {failures}; /readyz said: {why}");
+    assert_eq!(get(daemon.addr, "/readyz").unwrap().0, 503);
+
+    std::fs::remove_file(&filler).unwrap();
+    wait_until("/readyz to recover", Duration::from_secs(20), || get(daemon.addr, "/readyz").is_ok_and(|(status, _)| status == 200));
+    wait_until("the build written", Duration::from_secs(10), || !downloads(&recorded(daemon.addr)).is_empty());
+    assert_clean(downloads(&recorded(daemon.addr))[0]);
+    assert_eq!(metric(daemon.addr, "gomod_trace_dropped_total{what=\"history_writes\"}"), Some(0.0));
+    drop(daemon);
+}
+
+/// A host whose kernel BTF cannot be read (here: /dev/null bound over it in a
+/// mount namespace of the daemon's own) cannot run the probes: the daemon says
+/// so and exits with status 78, on which its unit is not restarted.
+#[test]
+fn a_host_that_cannot_run_the_probes_exits_78() {
+    if !lab_available("a_host_that_cannot_run_the_probes_exits_78") {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let script = format!(
+        "mount --bind /dev/null /sys/kernel/btf/vmlinux && exec {} daemon --listen 127.0.0.1:0 --data-dir {}",
+        gomod_trace_bin().display(),
+        data.path().display()
+    );
+    let out = Command::new("timeout").args(["60", "unshare", "--mount", "--propagation", "private", "sh", "-c", &script]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("BTF") && stderr.contains("cannot run the probes"), "{stderr}");
+}

@@ -22,6 +22,7 @@ pub async fn daemon(args: DaemonArgs) -> i32 {
         go_command: args.go_command,
         settings: args.judge.settings(),
         otlp,
+        limits: args.limits.limits(),
     })
     .await
 }

@@ -17,6 +17,9 @@ use crate::{
 
 /// Exit status for errors of the tracer itself (contract.md: 70+).
 pub const EXIT_TRACER_ERROR: i32 = 70;
+/// Exit status of the daemon when this host cannot run the probes (EX_CONFIG):
+/// the systemd unit and the DaemonSet do not restart on it.
+pub const EXIT_UNSUPPORTED: i32 = 78;
 
 /// Where a timeline goes when no --output is given: `run` keeps standard output
 /// for the command it runs (`gomod-trace run -- go mod download -json | jq`).

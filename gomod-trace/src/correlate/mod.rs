@@ -4,6 +4,7 @@
 //! timeline, which is how recordings replay and how it is tested without root.
 mod endpoints;
 mod findings;
+mod limits;
 mod lookups;
 mod modules;
 mod render;
@@ -15,6 +16,7 @@ use crate::{
     event::{Event, sort_events},
     timeline::{self, Build, SCHEMA_VERSION, Timeline},
 };
+pub use limits::{Dropped, Limits};
 use state::{BuildState, SocketState};
 
 /// Go's resolver gives a DNS server this long before it tries again.
@@ -56,11 +58,63 @@ pub struct Correlator {
     /// Every TCP socket of a build not yet rendered, by cookie → (build, connect
     /// span): a connect's error may be read after its socket closed.
     connects: HashMap<u64, (usize, usize)>,
+    limits: Limits,
+    /// What the limits refused since [`Correlator::take_dropped`] last asked.
+    dropped: Dropped,
+    /// Roots of builds refused at the open-build limit (each counted once),
+    /// forgotten when the root exits; at most `limits.processes` of them.
+    refused: std::collections::HashSet<u32>,
 }
 
 impl Correlator {
     pub fn new(settings: Settings) -> Correlator {
         Correlator { settings, ..Correlator::default() }
+    }
+
+    /// The same, keeping no more than `limits` allow.
+    pub fn with_limits(settings: Settings, limits: Limits) -> Correlator {
+        Correlator { settings, limits, ..Correlator::default() }
+    }
+
+    /// What the limits refused since the last call (for the daemon's metrics).
+    pub fn take_dropped(&mut self) -> Dropped {
+        std::mem::take(&mut self.dropped)
+    }
+
+    /// Whether the limits refuse `event`; if so, it is counted on its build.
+    fn refused_by_limits(&mut self, event: &Event) -> bool {
+        let (build_index, what) = match event {
+            Event::Exec { pid, build, .. } | Event::HttpRequest { pid, build, .. } | Event::File { pid, build, .. } => {
+                (self.build_of(*pid, *build), "spans")
+            }
+            Event::Connect { pid, build, .. } => {
+                let index = self.build_of(*pid, *build);
+                let what = if self.sockets.len() >= self.limits.connections { "connections" } else { "spans" };
+                (index, what)
+            }
+            Event::Payload { cookie, .. } => (self.sockets.get(cookie).map(|s| s.build), "spans"),
+            Event::Fork { parent, build, .. } if self.parents.len() >= self.limits.processes => {
+                (self.processes.get(parent).map(|p| p.0).or_else(|| self.running.get(build).copied()), "processes")
+            }
+            _ => return false,
+        };
+        let Some(b) = build_index.and_then(|i| self.builds.get_mut(&i)) else { return false };
+        match what {
+            "spans" if b.spans.len() >= self.limits.spans_per_build => {
+                b.dropped.spans += 1;
+                self.dropped.spans += 1;
+            }
+            "connections" => {
+                b.dropped.connections += 1;
+                self.dropped.connections += 1;
+            }
+            "processes" => {
+                b.dropped.processes += 1;
+                self.dropped.processes += 1;
+            }
+            _ => return false,
+        }
+        true
     }
 
     /// Builds the timeline of a whole recorded or captured stream.
@@ -74,6 +128,9 @@ impl Correlator {
     }
 
     pub fn push(&mut self, event: &Event) {
+        if self.refused_by_limits(event) {
+            return;
+        }
         match event {
             Event::Clock { monotonic_ns, realtime_ns } => {
                 self.anchor.get_or_insert((*monotonic_ns, *realtime_ns));
@@ -245,6 +302,16 @@ impl Correlator {
         let build_index = match self.build_of(pid, build) {
             Some(index) => index,
             None => {
+                if self.builds.len() >= self.limits.open_builds {
+                    // Counted once per build (while the refused set has room).
+                    if !self.refused.contains(&build) {
+                        self.dropped.builds += 1;
+                        if self.refused.len() < self.limits.processes {
+                            self.refused.insert(build);
+                        }
+                    }
+                    return;
+                }
                 // A new build: the root's exec, or a process of a build whose root
                 // exec we never saw (then the timeline says it is incomplete).
                 let mut state = BuildState::new(build, ts);
@@ -288,6 +355,9 @@ impl Correlator {
     }
 
     fn on_exit(&mut self, ts: u64, pid: u32, build: u32, wait_status: i32) {
+        if pid == build {
+            self.refused.remove(&pid);
+        }
         let Some(build_index) = self.build_of(pid, build) else { return };
         let Some(b) = self.builds.get_mut(&build_index) else { return };
         b.touch(ts);
@@ -328,6 +398,9 @@ impl Correlator {
                 Some(end) => (end < ended_before).then_some(i),
                 None if b.last_ns < idle_before => {
                     b.end_unseen = true;
+                    b.notes.push(
+                        "end not seen: nothing happened in the build for longer than the idle timeout (--idle-timeout); closed as it stood".into(),
+                    );
                     Some(i)
                 }
                 None => None,
@@ -380,9 +453,35 @@ impl Correlator {
             }
         }
         self.processes.retain(|_, p| p.0 != index);
+        // Forks whose exit was never seen (lost events) leave no trace behind.
+        let processes = &self.processes;
+        self.parents.retain(|child, _| processes.contains_key(child));
         self.running.retain(|_, b| *b != index);
         self.connects.retain(|_, (b, _)| *b != index);
+        let notes = build.dropped.notes(&self.limits);
+        build.notes.extend(notes);
         Some(render::render(build, anchor, &self.settings))
+    }
+
+    /// The roots of the builds whose end has not been seen, with when each build
+    /// started (the events' clock): the daemon checks that they still run.
+    pub fn open_roots(&self) -> Vec<(u32, u64)> {
+        self.builds.values().filter(|b| b.ended_ns.is_none()).map(|b| (b.root, b.start_ns)).collect()
+    }
+
+    /// Ends the build of `root` (its process is gone, its exit never seen) at its
+    /// last event: it is finished as it stood, incomplete, with `note`.
+    pub fn end_gone(&mut self, root: u32, note: String) {
+        let Some(&index) = self.running.get(&root) else { return };
+        let Some(b) = self.builds.get_mut(&index) else { return };
+        if b.ended_ns.is_some() {
+            return;
+        }
+        b.ended_ns = Some(b.last_ns);
+        b.end_unseen = true;
+        b.notes.push(note);
+        self.running.remove(&root);
+        self.processes.retain(|_, p| p.0 != index);
     }
 }
 

@@ -256,7 +256,7 @@ pub fn render(mut build: BuildState, anchor: (u64, i64), settings: &Settings) ->
     let names = lookups::by_name(&build.spans, &table.host_names());
     note_dns(&mut build, &names);
     let wall = |ns: u64| timeline::rfc3339(i128::from(anchor.1) + i128::from(ns) - i128::from(anchor.0));
-    let complete = build.lost == 0 && !build.started_late && !build.end_unseen;
+    let complete = build.lost == 0 && !build.started_late && !build.end_unseen && !build.dropped.any();
     if build.environment_truncated {
         tracing::warn!("build {}: environment larger than the kernel copies; its Go settings may be incomplete", build.root);
     }

@@ -100,6 +100,8 @@ pub struct BuildState {
     /// Rendered while it still runs (the daemon's live view).
     pub live: bool,
     pub lost: u64,
+    /// What the correlator's limits refused of this build.
+    pub dropped: super::Dropped,
     pub spans: Vec<SpanState>,
     /// Names the build resolved, by address, with when each answer came (what it
     /// asked DNS, or sent as SNI outside a tunnel).
@@ -146,6 +148,7 @@ impl BuildState {
             end_unseen: false,
             live: false,
             lost: 0,
+            dropped: super::Dropped::default(),
             spans: Vec::new(),
             names: HashMap::new(),
             peers: Vec::new(),

@@ -879,3 +879,155 @@ fn configuration_files_read_late_still_apply_and_refusals_are_notes() {
     assert_eq!(b.notes, ["GOROOT/go.env /go/go.env: not read (not a regular file: a FIFO)"]);
     assert_eq!((b.config["GOPROXY"].value.as_str(), b.config["GOPROXY"].source.as_str()), ("https://file.example", "goenv_file"));
 }
+
+/// Pushes a stream into a correlator with `limits`; returns every build it
+/// renders at the end and what the limits dropped, and how many sockets and
+/// forks it still tracked before the end.
+fn with_limits(
+    events: &[Event],
+    limits: super::Limits,
+) -> (Vec<Build>, super::Dropped, usize, usize) {
+    let mut correlator = Correlator::with_limits(Settings::default(), limits);
+    for event in events {
+        correlator.push(event);
+    }
+    let dropped = correlator.take_dropped();
+    let tracked = (correlator.sockets.len(), correlator.parents.len());
+    (correlator.finish().builds, dropped, tracked.0, tracked.1)
+}
+
+fn note_with<'a>(b: &'a Build, text: &str) -> Option<&'a String> {
+    b.notes.iter().find(|n| n.contains(text))
+}
+
+#[test]
+fn a_build_that_opens_endless_connections_keeps_a_bounded_state() {
+    let mut s = Stream::new(&[]);
+    s.client_port = 1_024;
+    // 5,000 connections, all open at once, closed; then 10,000 more opened and
+    // closed one after the other.
+    for cookie in 1..=5_000 {
+        s.tcp(10 * MS + cookie, ROOT, cookie, "10.0.0.9:443", None);
+    }
+    for cookie in 1..=5_000 {
+        s.close(15 * MS + cookie, cookie, "10.0.0.9:443", None);
+    }
+    for cookie in 5_001..=15_000 {
+        s.tcp(20 * MS + cookie, ROOT, cookie, "10.0.0.9:443", None);
+        s.close(20 * MS + cookie + 1, cookie, "10.0.0.9:443", None);
+    }
+    s.exit(30 * MS, ROOT, 0);
+    let limits = super::Limits {
+        spans_per_build: 8_000,
+        connections: 1_000,
+        ..Default::default()
+    };
+    let (builds, dropped, sockets, _) = with_limits(&s.events, limits);
+    assert!(sockets <= 1_000, "{sockets} sockets tracked");
+    assert_eq!(dropped.connections, 4_000, "{dropped:?}");
+    assert!(dropped.spans > 0, "{dropped:?}");
+    let b = &builds[0];
+    assert!(b.spans.len() <= 8_000 + 2, "{} spans", b.spans.len());
+    assert!(!b.complete);
+    assert!(
+        note_with(b, "4000 connections not traced").is_some(),
+        "{:?}",
+        b.notes
+    );
+    assert!(
+        note_with(b, "spans (--max-spans-per-build)").is_some(),
+        "{:?}",
+        b.notes
+    );
+    assert!(serious(b).contains(&"incomplete_trace"), "{:?}", b.findings);
+    // Nothing dropped under the defaults.
+    let (builds, dropped, _, _) = with_limits(&s.events, super::Limits::default());
+    assert_eq!(dropped, super::Dropped::default());
+    assert!(builds[0].complete, "{:?}", builds[0].notes);
+}
+
+#[test]
+fn endless_forks_and_builds_are_refused_past_their_limits_and_counted() {
+    let mut s = Stream::new(&[]);
+    // Forks whose exits are never seen (threads, or lost events).
+    for child in 1_000..3_000 {
+        let at = s.at(5 * MS);
+        s.events.push(Event::Fork {
+            at,
+            parent: ROOT,
+            child,
+            build: ROOT,
+        });
+    }
+    // 50 more go commands, each its own build, none ending.
+    for root in 10_000..10_050u32 {
+        let at = s.at(6 * MS);
+        s.events.push(Event::Exec {
+            at,
+            pid: root,
+            build: root,
+            comm: "go".into(),
+            argv: vec!["go".into()],
+        });
+        let at = s.at(6 * MS);
+        s.events.push(Event::Exec {
+            at,
+            pid: root,
+            build: root,
+            comm: "go".into(),
+            argv: vec!["go".into()],
+        });
+    }
+    let limits = super::Limits {
+        processes: 100,
+        open_builds: 10,
+        ..Default::default()
+    };
+    let mut correlator = Correlator::with_limits(Settings::default(), limits);
+    for event in &s.events {
+        correlator.push(event);
+    }
+    // The forks tracked, plus the roots of the open builds.
+    assert!(correlator.parents.len() <= 100 && correlator.processes.len() <= 100 + 1 + 10);
+    assert_eq!(correlator.open_builds(), 10);
+    let dropped = correlator.take_dropped();
+    // Each refused build counted once, though its root executed twice.
+    assert_eq!(
+        (dropped.processes, dropped.builds),
+        (1_900, 41),
+        "{dropped:?}"
+    );
+    assert_eq!(
+        correlator.take_dropped(),
+        super::Dropped::default(),
+        "taken"
+    );
+    let builds = correlator.finish().builds;
+    let first = builds.iter().find(|b| b.pid == ROOT).unwrap();
+    assert!(
+        !first.complete && note_with(first, "1900 processes not tracked").is_some(),
+        "{:?}",
+        first.notes
+    );
+}
+
+#[test]
+fn a_build_whose_root_is_gone_ends_incomplete_with_a_note() {
+    let mut s = Stream::new(&[]);
+    s.tcp(10 * MS, ROOT, 1, "10.0.0.9:443", None);
+    let mut correlator = Correlator::new(Settings::default());
+    for event in &s.events {
+        correlator.push(event);
+    }
+    assert_eq!(correlator.open_roots(), vec![(ROOT, 1)]);
+    correlator.end_gone(ROOT, "gone".into());
+    assert!(correlator.open_roots().is_empty());
+    let builds = correlator.take_finished(u64::MAX, 0);
+    assert_eq!(builds.len(), 1);
+    assert!(
+        !builds[0].complete && builds[0].notes.contains(&"gone".to_string()),
+        "{:?}",
+        builds[0].notes
+    );
+    assert!(correlator.sockets.is_empty() && correlator.processes.is_empty());
+}

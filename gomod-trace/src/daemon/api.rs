@@ -39,7 +39,7 @@ fn bad_request(message: impl Into<String>) -> ApiError {
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/builds", get(list))
         .route("/api/v1/running", get(running))
@@ -65,11 +65,20 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
 }
 
+/// Alive: the event reader goes round its loop (a daemon whose reader hangs is
+/// restarted).
+async fn healthz(State(shared): State<Arc<Shared>>) -> Result<&'static str, ApiError> {
+    match shared.health.alive(crate::probe::monotonic_ns()) {
+        Ok(()) => Ok("ok\n"),
+        Err(e) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, e)),
+    }
+}
+
+/// Ready: probes attached, the event reader going round, the history writable.
 async fn readyz(State(shared): State<Arc<Shared>>) -> Result<&'static str, ApiError> {
-    if shared.ready.load(std::sync::atomic::Ordering::SeqCst) {
-        Ok("ready\n")
-    } else {
-        Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "not attached, or stopping".into()))
+    match shared.health.ready(crate::probe::monotonic_ns()) {
+        Ok(()) => Ok("ready\n"),
+        Err(problems) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, problems.join("; "))),
     }
 }
 

@@ -9,19 +9,22 @@
 //! hands each build whose root has exited (and whose sockets had time to close)
 //! to the history writer and the metrics (and, when an endpoint is given, offers
 //! it to the OTLP exporter, which never holds the correlator up); the HTTP server
-//! reads the history and the metrics.
+//! reads the history and the metrics. All of them run in one supervised set
+//! (`supervise`): one that ends or panics while the daemon runs stops it with a
+//! non-zero status, so that the service manager restarts it.
 pub mod api;
 pub mod client;
+pub mod health;
 pub mod otlp;
+mod roots;
+mod store;
+mod supervise;
 
 use std::{
     fs::File,
     net::SocketAddr,
     path::{Path, PathBuf},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -34,8 +37,8 @@ use tokio::{
 
 use crate::{
     capture::Capture,
-    commands::EXIT_TRACER_ERROR,
-    correlate::Correlator,
+    commands::{EXIT_TRACER_ERROR, EXIT_UNSUPPORTED},
+    correlate::{Correlator, Limits},
     decode::DecodeContext,
     event::{Event, LossReason, sort_events},
     history::{History, Retention},
@@ -59,6 +62,9 @@ const STATS_EVERY: Duration = Duration::from_secs(5);
 /// builds rendered for the API: a stall shows while it lasts, without waiting
 /// for a packet that may never come.
 const LIVE_EVERY: Duration = Duration::from_secs(2);
+/// How often the roots of open builds are looked for in /proc (a build whose
+/// root is gone twice in a row is closed: its exit was lost).
+const GONE_EVERY: Duration = Duration::from_secs(10);
 /// The lock file that keeps a second daemon from attaching twice.
 const LOCK: &str = "daemon.lock";
 
@@ -73,13 +79,16 @@ pub struct DaemonConfig {
     pub settings: crate::correlate::Settings,
     /// Where finished builds are pushed as OpenTelemetry traces, if anywhere.
     pub otlp: Option<otlp::OtlpConfig>,
+    /// How much the correlator keeps.
+    pub limits: Limits,
 }
 
 /// What the API reads.
 pub struct Shared {
     pub data_dir: PathBuf,
     pub metrics: Mutex<Metrics>,
-    pub ready: AtomicBool,
+    /// What /healthz and /readyz report.
+    pub health: health::Health,
     /// The builds still running, as they stood at the last look.
     pub running: Mutex<Vec<Build>>,
     /// The sockets whose counters the reader reads (open transfers of running
@@ -107,25 +116,55 @@ fn lock(data_dir: &Path) -> Result<File, String> {
     }
 }
 
+/// Why the daemon stopped with an error.
+#[derive(Debug)]
+enum Failure {
+    /// The probes cannot run on this host (kernel, BTF, privileges, setup): a
+    /// restart will not help; the service does not restart on its status.
+    Unsupported(String),
+    /// Anything else (a task died, the store cannot open…): a restart may help.
+    Other(String),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure::Other(message)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Failure {
+        Failure::Other(message.into())
+    }
+}
+
 pub async fn run(config: DaemonConfig) -> i32 {
     match serve(config).await {
         Ok(()) => 0,
-        Err(e) => {
+        Err(Failure::Unsupported(e)) => {
+            eprintln!("gomod-trace: {e}");
+            eprintln!(
+                "gomod-trace: this host cannot run the probes; exiting with status {EXIT_UNSUPPORTED} (the service is not restarted on it)"
+            );
+            EXIT_UNSUPPORTED
+        }
+        Err(Failure::Other(e)) => {
             eprintln!("gomod-trace: {e}");
             EXIT_TRACER_ERROR
         }
     }
 }
 
-async fn serve(config: DaemonConfig) -> Result<(), String> {
+async fn serve(config: DaemonConfig) -> Result<(), Failure> {
     let _lock = lock(&config.data_dir)?;
     // The database must open before anything is traced into it.
     let history = History::open(&config.data_dir).map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let mut probe = Probe::attach(&ProbeOptions { go_command: config.go_command.clone(), scope: None })
-        .map_err(|e| e.to_string())?;
+    let mut probe = Probe::attach(&ProbeOptions { go_command: config.go_command.clone(), scope: None }).map_err(|e| {
+        if e.host_cannot_run() { Failure::Unsupported(e.to_string()) } else { Failure::Other(e.to_string()) }
+    })?;
     let stats = probe::enable_bpf_stats().map_err(|e| tracing::warn!("{e}; program statistics stay at 0")).ok();
     let ring = probe.take_events().map_err(|e| e.to_string())?;
     let fill = probe::RingFill::new(&ring).map_err(|e| e.to_string())?;
@@ -136,7 +175,7 @@ async fn serve(config: DaemonConfig) -> Result<(), String> {
     let shared = Arc::new(Shared {
         data_dir: config.data_dir.clone(),
         metrics: Mutex::new(Metrics::new()),
-        ready: AtomicBool::new(false),
+        health: health::Health::default(),
         running: Mutex::new(Vec::new()),
         watched: Mutex::new(Vec::new()),
     });
@@ -148,7 +187,9 @@ async fn serve(config: DaemonConfig) -> Result<(), String> {
     }
     release_startup_memory();
 
-    let writer = spawn_writer(history, config.retention);
+    let mut tasks = supervise::Tasks::default();
+    let (writer, write) = store::writer(history, config.retention, shared.clone());
+    tasks.spawn_blocking("history writer", write);
     let exporter = config.otlp.map(|otlp| {
         tracing::info!(endpoint = %otlp.endpoint(), headers = ?otlp.header_names(), "pushing every finished build over OTLP/HTTP");
         let metrics = shared.metrics.lock().unwrap_or_else(|p| p.into_inner()).otlp.clone();
@@ -161,11 +202,24 @@ async fn serve(config: DaemonConfig) -> Result<(), String> {
         (offer, task, flush, wait)
     });
     let offer = exporter.as_ref().map(|(offer, _, _, _)| offer.clone());
-    let correlator =
-        tokio::spawn(correlate(events_rx, writer.0.clone(), offer, shared.clone(), config.idle_timeout, config.settings));
-    let reader = tokio::spawn(read(probe, ring, fill, context, events_tx, shared.clone(), stop_rx.clone()));
-    let server = tokio::spawn(api::serve(listener, shared.clone(), stop_rx));
-    shared.ready.store(true, Ordering::SeqCst);
+    let exporter_flush = match exporter {
+        Some((offer, task, flush, wait)) => {
+            // The correlator holds the only offer left: when it ends, the exporter's queue closes.
+            drop(offer);
+            tasks.spawn("OTLP exporter", async move {
+                if let Err(e) = task.await {
+                    tracing::error!("the OTLP exporter failed: {e}");
+                }
+            });
+            Some((flush, wait))
+        }
+        None => None,
+    };
+    let correlate = correlate(events_rx, writer, offer, shared.clone(), config.idle_timeout, config.settings, config.limits);
+    tasks.spawn("correlator", correlate);
+    tasks.spawn("event reader", read(probe, ring, fill, context, events_tx, shared.clone(), stop_rx.clone()));
+    tasks.spawn("HTTP server", api::serve(listener, shared.clone(), stop_rx));
+    shared.health.set_attached(true);
     tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "tracing every Go build on this host");
 
     let (mut sigint, mut sigterm) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
@@ -175,30 +229,57 @@ async fn serve(config: DaemonConfig) -> Result<(), String> {
     tokio::select! {
         _ = sigint.recv() => {}
         _ = sigterm.recv() => {}
-    }
-    tracing::info!("stopping: flushing the builds in progress");
-    shared.ready.store(false, Ordering::SeqCst);
-    let _ = stop_tx.send(true);
-    // The reader stops and drops the queue's sender; the correlator then
-    // finishes every build and drops the writer's sender.
-    let _ = reader.await;
-    let _ = correlator.await;
-    // The correlator offered its last build and dropped its offer: the exporter
-    // sends what is queued, within its flush time from now.
-    if let Some((offer, task, flush, wait)) = exporter {
-        drop(offer);
-        let _ = flush.send(true);
-        match tokio::time::timeout(wait, task).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!("the OTLP exporter failed: {e}"),
-            Err(_) => tracing::warn!("the OTLP exporter did not finish in time; builds still queued are not exported"),
+        ended = tasks.next() => {
+            shared.health.set_attached(false);
+            let failure = ended.map_or_else(|| "no task left".to_string(), |e| e.as_failure());
+            tracing::error!("{failure}");
+            // The others stop; the history writer writes what it holds.
+            let _ = stop_tx.send(true);
+            tasks.abort_all();
+            while tasks.next().await.is_some() {}
+            return Err(Failure::Other(failure));
         }
     }
-    drop(writer.0);
-    let _ = writer.1.join();
-    let _ = server.await;
+    tracing::info!("stopping: flushing the builds in progress");
+    shared.health.set_attached(false);
+    let _ = stop_tx.send(true);
+    // The reader stops and drops the queue's sender; the correlator then
+    // finishes every build, offers the last to the exporter and drops the
+    // writer's sender; the exporter then sends what is queued, within its flush
+    // time; the writer writes what it holds.
+    let mut failure = None;
+    let mut flush = exporter_flush;
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let mut aborted = false;
+    loop {
+        let ended = match deadline.filter(|_| !aborted) {
+            Some(deadline) => match tokio::time::timeout_at(deadline, tasks.next()).await {
+                Ok(ended) => ended,
+                Err(_) => {
+                    tracing::warn!("the OTLP exporter did not finish in time; builds still queued are not exported");
+                    tasks.abort_all();
+                    aborted = true;
+                    continue;
+                }
+            },
+            None => tasks.next().await,
+        };
+        let Some(ended) = ended else { break };
+        if ended.panic.is_some() && !aborted {
+            failure.get_or_insert(ended.as_failure());
+        }
+        if ended.name == "correlator"
+            && let Some((flush, wait)) = flush.take()
+        {
+            let _ = flush.send(true);
+            deadline = Some(tokio::time::Instant::now() + wait);
+        }
+    }
     drop(stats);
-    Ok(())
+    match failure {
+        Some(failure) => Err(Failure::Other(failure)),
+        None => Ok(()),
+    }
 }
 
 /// Gives the heap that loading the programs used (the kernel's BTF, parsed for
@@ -232,6 +313,8 @@ async fn read(
     let mut peak_fill = 0.0f64;
     let mut drain_clock = tokio::time::interval(probe::DRAIN_EVERY);
     loop {
+        // The loop goes round at least every DRAIN_EVERY (its drain clock).
+        shared.health.reader_beat(probe::monotonic_ns());
         tokio::select! {
             guard = ring.readable_mut() => {
                 let Ok(mut guard) = guard else {
@@ -343,16 +426,19 @@ impl ProgressFilter {
 /// Puts events in time order, correlates them and finishes builds.
 async fn correlate(
     mut events: mpsc::Receiver<Vec<Event>>,
-    builds: std::sync::mpsc::Sender<Build>,
+    builds: store::Sender,
     otlp: Option<otlp::Offer>,
     shared: Arc<Shared>,
     idle_timeout: Duration,
     settings: crate::correlate::Settings,
+    limits: Limits,
 ) {
-    let mut correlator = Correlator::new(settings);
+    let mut correlator = Correlator::with_limits(settings, limits);
     let mut pending: Vec<Event> = Vec::new();
     let mut tick = tokio::time::interval(TICK);
     let mut live = tokio::time::interval(LIVE_EVERY);
+    let mut gone_check = tokio::time::interval(GONE_EVERY);
+    let mut gone = roots::GoneRoots::default();
     let finish = |finished: Vec<Build>| {
         // A build that ended is no longer shown as running.
         shared.running.lock().unwrap_or_else(|p| p.into_inner()).retain(|r| finished.iter().all(|f| f.id != r.id));
@@ -362,7 +448,9 @@ async fn correlate(
             if let Some(otlp) = &otlp {
                 otlp.offer(build.clone());
             }
-            let _ = builds.send(build);
+            if !builds.send(build) {
+                tracing::error!("the history writer is gone; builds are not stored");
+            }
         }
     };
     loop {
@@ -390,7 +478,20 @@ async fn correlate(
                 }
                 let idle_before = watermark.saturating_sub(idle_timeout.as_nanos() as u64);
                 finish(correlator.take_finished(watermark.saturating_sub(SETTLE_NS), idle_before));
-                shared.metrics.lock().unwrap_or_else(|p| p.into_inner()).open_builds.set(correlator.open_builds() as i64);
+                let metrics = shared.metrics.lock().unwrap_or_else(|p| p.into_inner());
+                metrics.open_builds.set(correlator.open_builds() as i64);
+                for (what, count) in correlator.take_dropped().by_kind() {
+                    metrics.dropped(what, count);
+                }
+            }
+            _ = gone_check.tick() => {
+                for (root, _) in gone.confirm(&correlator.open_roots(), roots::still_runs) {
+                    tracing::warn!("build of pid {root}: its root process is gone and its exit was not seen; closed as it stood");
+                    correlator.end_gone(
+                        root,
+                        "end not seen: its root process was gone (its exit event was lost); closed at its last event".into(),
+                    );
+                }
             }
             _ = live.tick() => {
                 *shared.watched.lock().unwrap_or_else(|p| p.into_inner()) = correlator.open_transfers();
@@ -414,19 +515,6 @@ async fn correlate(
 /// stalled_transfer findings.
 fn stalled_connections(running: &[Build]) -> usize {
     running.iter().map(|b| b.stalled_transfers().len()).sum()
-}
-
-/// The history writer: a thread of its own (SQLite is blocking), fed in order.
-fn spawn_writer(mut history: History, retention: Retention) -> (std::sync::mpsc::Sender<Build>, std::thread::JoinHandle<()>) {
-    let (tx, rx) = std::sync::mpsc::channel::<Build>();
-    let handle = std::thread::spawn(move || {
-        for build in rx {
-            if let Err(e) = history.insert(&build, retention, wall_ns()) {
-                tracing::error!("build {} not stored: {e}", build.id);
-            }
-        }
-    });
-    (tx, handle)
 }
 
 #[cfg(test)]

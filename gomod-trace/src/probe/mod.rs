@@ -82,6 +82,23 @@ pub enum ProbeError {
     RingPositions(String),
 }
 
+impl ProbeError {
+    /// Whether the error says this host cannot run the probes (privileges, the
+    /// kernel, its BTF, tracefs, cgroup v2, the verifier, the Go command name):
+    /// trying again will not help. The others are faults of the binary.
+    pub fn host_cannot_run(&self) -> bool {
+        match self {
+            ProbeError::NotRoot
+            | ProbeError::Host(_)
+            | ProbeError::GoCommandName(_)
+            | ProbeError::Load(_)
+            | ProbeError::Cgroup { .. }
+            | ProbeError::Program { .. } => true,
+            ProbeError::Map(_) | ProbeError::MapWrite { .. } | ProbeError::RingPositions(_) => false,
+        }
+    }
+}
+
 pub struct ProbeOptions {
     /// Process name of the Go command (`go`): an exec of it starts a build.
     pub go_command: String,

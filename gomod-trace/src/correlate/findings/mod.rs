@@ -131,7 +131,9 @@ pub fn findings(build: &BuildState, table: &EndpointTable, names: &[NameLookups]
         findings.push(Finding {
             kind: "incomplete_trace".into(),
             severity: Severity::Warning,
-            message: if build.end_unseen {
+            message: if build.dropped.any() {
+                "the daemon's limits dropped part of this build (too many spans, connections or processes; see its notes): spans and findings are missing".into()
+            } else if build.end_unseen {
                 "this build's end was never seen (its root process did not exit while traced, or the exit was lost): it was closed as it stood".into()
             } else if build.started_late {
                 "tracing started after this build did: its first events are missing, so findings may be incomplete".into()
