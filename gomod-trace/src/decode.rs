@@ -76,7 +76,15 @@ fn argv(block: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// One kernel record as an event, every text from outside redacted
+/// ([`redact::event`]): nothing after this point sees a secret.
 pub fn decode(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeError> {
+    let mut event = decode_record(bytes, context)?;
+    redact::event(&mut event);
+    Ok(event)
+}
+
+fn decode_record(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeError> {
     let header: EventHeader = read(bytes, "header")?;
     let at = At { ts_ns: header.ts_ns, cpu: header.cpu, seq: header.seq };
     Ok(match header.kind {
@@ -88,7 +96,7 @@ pub fn decode(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeErro
                 pid: header.pid,
                 build: r.build,
                 comm: c_string(&r.comm),
-                argv: argv(&r.argv[..len]).iter().map(|a| redact::userinfo(a)).collect(),
+                argv: argv(&r.argv[..len]),
             }
         }
         kind::ENVIRONMENT => {
@@ -204,11 +212,7 @@ pub fn decode(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeErro
                 },
                 protocol: protocol(r.protocol)?,
                 segment_len: r.segment_len,
-                // Secrets never leave the decode boundary: not into recordings either.
-                data: match redact::http_credentials(&r.data[..len]) {
-                    Some(scrubbed) => Bytes::from(scrubbed),
-                    None => Bytes::copy_from_slice(&r.data[..len]),
-                },
+                data: Bytes::copy_from_slice(&r.data[..len]),
             }
         }
         kind::HTTP_REQUEST => {
@@ -233,7 +237,7 @@ pub fn decode(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeErro
                 build: r.build,
                 goroutine: r.goroutine,
                 method,
-                url: redact::url_query(&url),
+                url,
                 truncated: host_cut || path_cut || query_cut,
             }
         }
@@ -255,7 +259,6 @@ pub fn decode(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeErro
                 let text_len = (r.error_text_len as usize).min(r.error_text.len());
                 let text = String::from_utf8_lossy(&r.error_text[..text_len]);
                 let type_name = context.go_executables.error_type_name(r.binary, r.error_itab);
-                let text = redact::urls_in_text(&text);
                 crate::goerrors::describe(type_name.as_deref(), &text, text_len < r.error_text_len as usize)
             });
             Event::HttpResponse {
