@@ -91,24 +91,29 @@ fn decode_record(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeE
         kind::EXEC => {
             let r: ExecRecord = read(bytes, "exec record")?;
             let len = (r.argv_len as usize).min(r.argv.len());
-            Event::Exec {
-                at,
-                pid: header.pid,
-                build: r.build,
-                comm: c_string(&r.comm),
-                argv: argv(&r.argv[..len]),
+            let mut args = argv(&r.argv[..len]);
+            // An argument the window ends in (no NUL after it) is a prefix.
+            if len > 0 && r.argv[len - 1] != 0
+                && let Some(last) = args.last_mut()
+            {
+                *last = redact::cut(last);
             }
+            Event::Exec { at, pid: header.pid, build: r.build, comm: c_string(&r.comm), argv: args }
         }
         kind::ENVIRONMENT => {
             let r: EnvironmentRecord = read(bytes, "environment record")?;
             let env_len = (r.env_len as usize).min(ENV_CAPTURE);
             let path_len = (r.path_len as usize).min(r.path.len());
+            let truncated = env_len == ENV_CAPTURE;
+            // A cut block ends inside a variable: only whole ones are kept (a cut
+            // value could end inside a credential; `truncated` says some are missing).
+            let whole = if truncated { r.env[..env_len].iter().rposition(|&b| b == 0).map_or(0, |i| i + 1) } else { env_len };
             Event::Environment {
                 at,
                 build: r.build,
                 executable: c_string(&r.path[..path_len]),
-                vars: crate::goenv::relevant_environment(&r.env[..env_len]),
-                truncated: env_len == ENV_CAPTURE,
+                vars: crate::goenv::relevant_environment(&r.env[..whole]),
+                truncated,
             }
         }
         kind::FILE => {
@@ -258,8 +263,10 @@ fn decode_record(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeE
             let error = (r.error_itab != 0).then(|| {
                 let text_len = (r.error_text_len as usize).min(r.error_text.len());
                 let text = String::from_utf8_lossy(&r.error_text[..text_len]);
+                let text_cut = text_len < r.error_text_len as usize;
+                let text = if text_cut { redact::cut(&text) } else { text.into_owned() };
                 let type_name = context.go_executables.error_type_name(r.binary, r.error_itab);
-                crate::goerrors::describe(type_name.as_deref(), &text, text_len < r.error_text_len as usize)
+                crate::goerrors::describe(type_name.as_deref(), &text, text_cut)
             });
             Event::HttpResponse {
                 at,

@@ -291,6 +291,27 @@ pub fn text(text: &str) -> String {
     netrc(&named_values(&bare_userinfo(&urls(text))))
 }
 
+/// A text the kernel cut short: its last word may be the start of a credential
+/// that no rule can recognise yet (`https://user:pa`, `u:pa` before their `@`).
+/// A last word that is an unfinished URL authority, or holds a `:` and no `/`,
+/// is replaced (a finished authority is kept: a cut path or query is redacted
+/// by the rules for whole texts).
+pub fn cut(text: &str) -> String {
+    let ends_word = |c: char| ends_url(c) || matches!(c, '=' | ';');
+    let start = text.rfind(ends_word).map_or(0, |i| i + text[i..].chars().next().map_or(1, char::len_utf8));
+    let word = &text[start..];
+    let replace_from = match word.find("://") {
+        Some(i) if !word[i + 3..].contains(['/', '?', '#']) => Some(start + i + 3),
+        Some(_) => None,
+        None if word.contains(':') && !word.contains('/') => Some(start),
+        None => None,
+    };
+    match replace_from {
+        Some(at) if at < text.len() => format!("{}{REDACTED}", &text[..at]),
+        _ => text.to_string(),
+    }
+}
+
 /// A `NAME=value` setting (process environment, GOENV file, `go env -w`, an
 /// `env NAME=value` argument).
 pub fn value(name: &str, value: &str) -> String {
@@ -417,6 +438,8 @@ pub fn http_credentials(data: &[u8]) -> Option<Vec<u8>> {
     let first = &data[..first_end];
     let mut words = first.splitn(3, |&b| b == b' ');
     let (word, target) = (words.next()?, words.next());
+    // A request line cut before its version: the target may end inside a credential.
+    let target_cut = first_end == data.len() && !first.ends_with(b"\r");
     let is_response = word.starts_with(b"HTTP/");
     let is_request = (1..=16).contains(&word.len())
         && word.iter().all(u8::is_ascii_uppercase)
@@ -430,8 +453,11 @@ pub fn http_credentials(data: &[u8]) -> Option<Vec<u8>> {
         Some(target) => {
             out.extend_from_slice(word);
             out.push(b' ');
-            out.extend_from_slice(url_query(&String::from_utf8_lossy(target)).as_bytes());
-            if let Some(rest) = words.next() {
+            let target = String::from_utf8_lossy(target);
+            let version = words.next();
+            let target = if target_cut && version.is_none() { cut(&target) } else { target.into_owned() };
+            out.extend_from_slice(url_query(&target).as_bytes());
+            if let Some(rest) = version {
                 out.push(b' ');
                 out.extend_from_slice(rest);
             }
@@ -688,6 +714,17 @@ mod tests {
             text("dial tcp token.example.com:443: i/o timeout"),
             "dial tcp token.example.com:443: i/o timeout"
         );
+    }
+
+    #[test]
+    fn a_cut_text_loses_a_last_word_that_may_start_a_credential() {
+        assert_eq!(cut("GOPROXY=https://proxy,https://user:S3cr"), "GOPROXY=https://proxy,https://REDACTED");
+        assert_eq!(cut("HTTPS_PROXY=u:S3c"), "HTTPS_PROXY=REDACTED");
+        assert_eq!(cut("Get \"https://proxy.example/github.com/x/@v/li"), "Get \"https://proxy.example/github.com/x/@v/li");
+        assert_eq!(cut("net/http: timeout awaiting resp"), "net/http: timeout awaiting resp");
+        assert_eq!(cut("https://"), "https://");
+        let line = b"GET http://user:S3cr";
+        assert_eq!(http_credentials(line).unwrap(), b"GET http://REDACTED");
     }
 
     #[test]
