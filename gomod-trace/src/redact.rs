@@ -255,12 +255,11 @@ fn named_values(text: &str) -> String {
 /// `.netrc` lines (those with a `machine` or `default` word): the word after
 /// `login`, `password` and `account` is redacted.
 fn netrc(text: &str) -> String {
+    // Words are compared without quotes: `printf 'machine h login u …'`.
+    let keyword = |word: &str| word.trim_matches(['\'', '"', '`']).to_string();
     text.split_inclusive('\n')
         .map(|line| {
-            if !line
-                .split_whitespace()
-                .any(|w| w == "machine" || w == "default")
-            {
+            if !line.split_whitespace().any(|w| matches!(keyword(w).as_str(), "machine" | "default")) {
                 return line.to_string();
             }
             let mut out = String::with_capacity(line.len());
@@ -277,7 +276,7 @@ fn netrc(text: &str) -> String {
                 } else {
                     out.push_str(piece);
                 }
-                secret_next = matches!(word, "login" | "password" | "account");
+                secret_next = matches!(keyword(word).as_str(), "login" | "password" | "account");
             }
             out
         })
