@@ -259,7 +259,10 @@ fn netrc(text: &str) -> String {
     let keyword = |word: &str| word.trim_matches(['\'', '"', '`']).to_string();
     text.split_inclusive('\n')
         .map(|line| {
-            if !line.split_whitespace().any(|w| matches!(keyword(w).as_str(), "machine" | "default")) {
+            if !line
+                .split_whitespace()
+                .any(|w| matches!(keyword(w).as_str(), "machine" | "default"))
+            {
                 return line.to_string();
             }
             let mut out = String::with_capacity(line.len());
@@ -297,7 +300,9 @@ pub fn text(text: &str) -> String {
 /// by the rules for whole texts).
 pub fn cut(text: &str) -> String {
     let ends_word = |c: char| ends_url(c) || matches!(c, '=' | ';');
-    let start = text.rfind(ends_word).map_or(0, |i| i + text[i..].chars().next().map_or(1, char::len_utf8));
+    let start = text.rfind(ends_word).map_or(0, |i| {
+        i + text[i..].chars().next().map_or(1, char::len_utf8)
+    });
     let word = &text[start..];
     let replace_from = match word.find("://") {
         Some(i) if !word[i + 3..].contains(['/', '?', '#']) => Some(start + i + 3),
@@ -454,7 +459,11 @@ pub fn http_credentials(data: &[u8]) -> Option<Vec<u8>> {
             out.push(b' ');
             let target = String::from_utf8_lossy(target);
             let version = words.next();
-            let target = if target_cut && version.is_none() { cut(&target) } else { target.into_owned() };
+            let target = if target_cut && version.is_none() {
+                cut(&target)
+            } else {
+                target.into_owned()
+            };
             out.extend_from_slice(url_query(&target).as_bytes());
             if let Some(rest) = version {
                 out.push(b' ');
@@ -717,10 +726,19 @@ mod tests {
 
     #[test]
     fn a_cut_text_loses_a_last_word_that_may_start_a_credential() {
-        assert_eq!(cut("GOPROXY=https://proxy,https://user:S3cr"), "GOPROXY=https://proxy,https://REDACTED");
+        assert_eq!(
+            cut("GOPROXY=https://proxy,https://user:S3cr"),
+            "GOPROXY=https://proxy,https://REDACTED"
+        );
         assert_eq!(cut("HTTPS_PROXY=u:S3c"), "HTTPS_PROXY=REDACTED");
-        assert_eq!(cut("Get \"https://proxy.example/github.com/x/@v/li"), "Get \"https://proxy.example/github.com/x/@v/li");
-        assert_eq!(cut("net/http: timeout awaiting resp"), "net/http: timeout awaiting resp");
+        assert_eq!(
+            cut("Get \"https://proxy.example/github.com/x/@v/li"),
+            "Get \"https://proxy.example/github.com/x/@v/li"
+        );
+        assert_eq!(
+            cut("net/http: timeout awaiting resp"),
+            "net/http: timeout awaiting resp"
+        );
         assert_eq!(cut("https://"), "https://");
         let line = b"GET http://user:S3cr";
         assert_eq!(http_credentials(line).unwrap(), b"GET http://REDACTED");

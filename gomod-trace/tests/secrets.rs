@@ -20,7 +20,8 @@ use gomod_trace::{
     redact,
 };
 use gomod_trace_ebpf::{
-    ARGV_CAPTURE, EnvironmentRecord, EventHeader, ExecRecord, HttpRequestRecord, PayloadRecord, direction, kind,
+    ARGV_CAPTURE, EnvironmentRecord, EventHeader, ExecRecord, HttpRequestRecord, PayloadRecord,
+    direction, kind,
 };
 use proptest::prelude::*;
 
@@ -40,11 +41,22 @@ fn zeroed<T: Copy>() -> T {
 }
 
 fn header(kind: u32, pid: u32, seq: u64) -> EventHeader {
-    EventHeader { kind, cpu: 0, seq, ts_ns: START_NS + seq * 1_000_000, pid, tid: pid }
+    EventHeader {
+        kind,
+        cpu: 0,
+        seq,
+        ts_ns: START_NS + seq * 1_000_000,
+        pid,
+        tid: pid,
+    }
 }
 
 fn at(seq: u64) -> At {
-    At { ts_ns: START_NS + seq * 1_000_000, cpu: 0, seq }
+    At {
+        ts_ns: START_NS + seq * 1_000_000,
+        cpu: 0,
+        seq,
+    }
 }
 
 /// Copies `from` into the start of `to`, cut to its size; returns the full length.
@@ -114,10 +126,28 @@ struct Build {
 
 fn build(s: &[String], cut_secret: &str, pad: usize) -> Build {
     let f = |i: usize| s[i].as_str();
-    let goproxy = format!("https://proxy.example,https://{}:{}@corp.example/go,direct|https://{}@third.example", f(0), f(1), f(2));
+    let goproxy = format!(
+        "https://proxy.example,https://{}:{}@corp.example/go,direct|https://{}@third.example",
+        f(0),
+        f(1),
+        f(2)
+    );
     let args = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
-    let mut events = vec![Event::Clock { monotonic_ns: START_NS, realtime_ns: 1_796_000_000_000_000_000 }];
-    events.push(exec(ROOT, 1, &args(&["go", "mod", "download", &format!("GOPROXY={goproxy}"), &format!("-ldflags=-X main.apiToken={}", f(3))])));
+    let mut events = vec![Event::Clock {
+        monotonic_ns: START_NS,
+        realtime_ns: 1_796_000_000_000_000_000,
+    }];
+    events.push(exec(
+        ROOT,
+        1,
+        &args(&[
+            "go",
+            "mod",
+            "download",
+            &format!("GOPROXY={goproxy}"),
+            &format!("-ldflags=-X main.apiToken={}", f(3)),
+        ]),
+    ));
     events.push(environment(2, &[
         format!("GOPROXY=https://proxy.example,https://{}:{}@corp.example/go|https://{}@b.example,direct", f(4), f(5), f(6)),
         format!("HTTPS_PROXY={}:{}@proxy.example:3128", f(7), f(8)),
@@ -127,42 +157,142 @@ fn build(s: &[String], cut_secret: &str, pad: usize) -> Build {
         "GOFLAGS=-mod=mod".to_string(),
     ]));
     // The GOENV file, parsed as `capture` parses it.
-    let goenv_text = format!("GOPROXY=https://a.example,https://{}:{}@corp.example/go,direct\nGONOSUMDB=corp.example\n", f(11), f(12));
+    let goenv_text = format!(
+        "GOPROXY=https://a.example,https://{}:{}@corp.example/go,direct\nGONOSUMDB=corp.example\n",
+        f(11),
+        f(12)
+    );
     events.push(Event::ConfigFiles {
         at: at(2),
         build: ROOT,
-        goenv_file: Some(ConfigFile { path: "/home/u/.config/go/env".into(), vars: goenv::parse_env_file(&goenv_text) }),
+        goenv_file: Some(ConfigFile {
+            path: "/home/u/.config/go/env".into(),
+            vars: goenv::parse_env_file(&goenv_text),
+        }),
         goroot_go_env: None,
         go_mod: None,
     });
     let children: Vec<Vec<String>> = vec![
-        args(&["git", "-c", &format!("http.extraHeader=Authorization: Bearer {}", f(13)), "ls-remote", &format!("https://{}:{}@git.example/r.git", f(14), f(15))]),
-        args(&["curl", "-H", &format!("Private-Token: {}", f(16)), &format!("--header=Cookie: sid={}", f(17)), "-u", &format!("me:{}", f(18)), &format!("https://h.example/x?access_token={}&go-get=1", f(19))]),
-        args(&["sh", "-c", &format!("printf 'machine corp.example login {} password {}\\n' > ~/.netrc", f(20), f(21))]),
-        args(&["env", &format!("NPM_TOKEN={}", f(22)), &format!("GOAUTH=cred-helper --secret {}", f(23)), "go", "mod", "download"]),
-        args(&["tool", "--password", f(24), &format!("--api-key={}", f(25)), "-H", &format!("X-Api-Key: {}", f(26))]),
-        args(&["printf", "machine", "h.example", "login", f(27), "password", f(28)]),
+        args(&[
+            "git",
+            "-c",
+            &format!("http.extraHeader=Authorization: Bearer {}", f(13)),
+            "ls-remote",
+            &format!("https://{}:{}@git.example/r.git", f(14), f(15)),
+        ]),
+        args(&[
+            "curl",
+            "-H",
+            &format!("Private-Token: {}", f(16)),
+            &format!("--header=Cookie: sid={}", f(17)),
+            "-u",
+            &format!("me:{}", f(18)),
+            &format!("https://h.example/x?access_token={}&go-get=1", f(19)),
+        ]),
+        args(&[
+            "sh",
+            "-c",
+            &format!(
+                "printf 'machine corp.example login {} password {}\\n' > ~/.netrc",
+                f(20),
+                f(21)
+            ),
+        ]),
+        args(&[
+            "env",
+            &format!("NPM_TOKEN={}", f(22)),
+            &format!("GOAUTH=cred-helper --secret {}", f(23)),
+            "go",
+            "mod",
+            "download",
+        ]),
+        args(&[
+            "tool",
+            "--password",
+            f(24),
+            &format!("--api-key={}", f(25)),
+            "-H",
+            &format!("X-Api-Key: {}", f(26)),
+        ]),
+        args(&[
+            "printf",
+            "machine",
+            "h.example",
+            "login",
+            f(27),
+            "password",
+            f(28),
+        ]),
         // Cut by the kernel's window inside the password of a list's second URL.
-        args(&["go", "env", "-w", &format!("GOPROXY=https://p{}.example,https://u:{cut_secret}@corp.example/go,direct", "x".repeat(pad))]),
+        args(&[
+            "go",
+            "env",
+            "-w",
+            &format!(
+                "GOPROXY=https://p{}.example,https://u:{cut_secret}@corp.example/go,direct",
+                "x".repeat(pad)
+            ),
+        ]),
     ];
     for (i, argv) in children.iter().enumerate() {
         let child = ROOT + 1 + i as u32;
         let seq = 3 + 2 * i as u64;
-        events.push(Event::Fork { at: at(seq), parent: ROOT, child, build: ROOT });
+        events.push(Event::Fork {
+            at: at(seq),
+            parent: ROOT,
+            child,
+            build: ROOT,
+        });
         events.push(exec(child, seq + 1, argv));
     }
     let remote: SocketAddr = "10.0.0.9:3128".parse().unwrap();
     let local: SocketAddr = "10.0.0.1:40000".parse().unwrap();
-    events.push(Event::Connect { at: at(30), pid: ROOT, build: ROOT, cookie: PROXY_COOKIE, protocol: Protocol::Tcp, hook: ConnectHook::Connect, remote });
-    events.push(Event::TcpState { at: at(31), cookie: PROXY_COOKIE, old: TcpState::Close, new: TcpState::SynSent, local, remote, error: 0, counters: None });
-    events.push(Event::TcpState { at: at(32), cookie: PROXY_COOKIE, old: TcpState::SynSent, new: TcpState::Established, local, remote, error: 0, counters: None });
+    events.push(Event::Connect {
+        at: at(30),
+        pid: ROOT,
+        build: ROOT,
+        cookie: PROXY_COOKIE,
+        protocol: Protocol::Tcp,
+        hook: ConnectHook::Connect,
+        remote,
+    });
+    events.push(Event::TcpState {
+        at: at(31),
+        cookie: PROXY_COOKIE,
+        old: TcpState::Close,
+        new: TcpState::SynSent,
+        local,
+        remote,
+        error: 0,
+        counters: None,
+    });
+    events.push(Event::TcpState {
+        at: at(32),
+        cookie: PROXY_COOKIE,
+        old: TcpState::SynSent,
+        new: TcpState::Established,
+        local,
+        remote,
+        error: 0,
+        counters: None,
+    });
     events.push(http_request(33, &format!("token={}&go-get=1", f(30))));
     let request = format!(
         "GET http://{}:{}@proxy.example:3128/corp.example/m/@v/list?sig={} HTTP/1.1\r\nHost: proxy.example:3128\r\nAuthorization: Basic {}\r\nProxy-Authorization: Bearer {}\r\nCookie: a={}\r\nX-Auth-Token: {}\r\nUser-Agent: Go-http-client/1.1\r\n\r\n",
-        f(31), f(32), f(33), f(34), f(35), f(36), f(37)
+        f(31),
+        f(32),
+        f(33),
+        f(34),
+        f(35),
+        f(36),
+        f(37)
     );
     events.push(payload(34, direction::EGRESS, request.as_bytes()));
-    let answer = format!("HTTP/1.1 401 bad token={}\r\nSet-Cookie: s={}\r\nContent-Length: 0\r\n\r\n", f(38), f(39));
+    let answer = format!(
+        "HTTP/1.1 401 bad token={}\r\nSet-Cookie: s={}\r\nContent-Length: 0\r\n\r\n",
+        f(38),
+        f(39)
+    );
     events.push(payload(35, direction::INGRESS, answer.as_bytes()));
     // A Go error's text (decode needs the probed executable to read it; it
     // applies the same `redact::event` to it).
@@ -173,16 +303,44 @@ fn build(s: &[String], cut_secret: &str, pad: usize) -> Build {
         goroutine: 9,
         status: None,
         proto: None,
-        error: Some(format!("Get \"https://u:{}@corp.example/x?sig={}\": proxy said Authorization: Bearer {}", f(40), f(41), f(42))),
+        error: Some(format!(
+            "Get \"https://u:{}@corp.example/x?sig={}\": proxy said Authorization: Bearer {}",
+            f(40),
+            f(41),
+            f(42)
+        )),
     };
     redact::event(&mut response);
     events.push(response);
-    events.push(Event::TcpState { at: at(37), cookie: PROXY_COOKIE, old: TcpState::Established, new: TcpState::Close, local, remote, error: 0, counters: None });
+    events.push(Event::TcpState {
+        at: at(37),
+        cookie: PROXY_COOKIE,
+        old: TcpState::Established,
+        new: TcpState::Close,
+        local,
+        remote,
+        error: 0,
+        counters: None,
+    });
     for i in 0..children.len() as u32 {
-        events.push(Event::Exit { at: at(38 + u64::from(i)), pid: ROOT + 1 + i, build: ROOT, wait_status: 0 });
+        events.push(Event::Exit {
+            at: at(38 + u64::from(i)),
+            pid: ROOT + 1 + i,
+            build: ROOT,
+            wait_status: 0,
+        });
     }
-    events.push(Event::Exit { at: at(50), pid: ROOT, build: ROOT, wait_status: 1 << 8 });
-    Build { events, secrets: s.to_vec(), cut_secret: cut_secret.to_string() }
+    events.push(Event::Exit {
+        at: at(50),
+        pid: ROOT,
+        build: ROOT,
+        wait_status: 1 << 8,
+    });
+    Build {
+        events,
+        secrets: s.to_vec(),
+        cut_secret: cut_secret.to_string(),
+    }
 }
 
 /// Every output of the build, by name: the recording (and its payloads, which it
@@ -199,7 +357,12 @@ fn outputs(events: &[Event]) -> Vec<(String, Vec<u8>)> {
         let value: serde_json::Value = serde_json::from_str(line).unwrap();
         if let Some(data) = value["data"].as_str() {
             use base64::Engine as _;
-            out.push(("recorded payload".into(), base64::engine::general_purpose::STANDARD.decode(data).unwrap()));
+            out.push((
+                "recorded payload".into(),
+                base64::engine::general_purpose::STANDARD
+                    .decode(data)
+                    .unwrap(),
+            ));
         }
     }
 
@@ -208,18 +371,43 @@ fn outputs(events: &[Event]) -> Vec<(String, Vec<u8>)> {
     let history_dir = dir.path().join("history");
     std::fs::create_dir(&history_dir).unwrap();
     let mut history = History::open(&history_dir).unwrap();
-    let keep = Retention { max_age: Duration::from_secs(365 * 86400), max_builds: 10 };
-    history.insert(&timeline.builds[0], keep, 1_796_000_000_000_000_000).unwrap();
+    let keep = Retention {
+        max_age: Duration::from_secs(365 * 86400),
+        max_builds: 10,
+    };
+    history
+        .insert(&timeline.builds[0], keep, 1_796_000_000_000_000_000)
+        .unwrap();
     drop(history);
     for file in std::fs::read_dir(&history_dir).unwrap() {
         let file = file.unwrap();
-        out.push((format!("history {}", file.file_name().to_string_lossy()), std::fs::read(file.path()).unwrap()));
+        out.push((
+            format!("history {}", file.file_name().to_string_lossy()),
+            std::fs::read(file.path()).unwrap(),
+        ));
     }
 
-    let views = [View::default(), View { verbose: true, color: true, width: Some(400), only_failures: false }];
-    for format in [Format::Text, Format::Json, Format::Perfetto, Format::Html, Format::Otlp] {
+    let views = [
+        View::default(),
+        View {
+            verbose: true,
+            color: true,
+            width: Some(400),
+            only_failures: false,
+        },
+    ];
+    for format in [
+        Format::Text,
+        Format::Json,
+        Format::Perfetto,
+        Format::Html,
+        Format::Otlp,
+    ] {
         for view in &views {
-            out.push((format!("{format:?} {view:?}"), export::render(&timeline, format, view)));
+            out.push((
+                format!("{format:?} {view:?}"),
+                export::render(&timeline, format, view),
+            ));
         }
     }
     out
