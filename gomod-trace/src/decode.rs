@@ -76,31 +76,44 @@ fn argv(block: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// One kernel record as an event, every text from outside redacted
+/// ([`redact::event`]): nothing after this point sees a secret.
 pub fn decode(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeError> {
+    let mut event = decode_record(bytes, context)?;
+    redact::event(&mut event);
+    Ok(event)
+}
+
+fn decode_record(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeError> {
     let header: EventHeader = read(bytes, "header")?;
     let at = At { ts_ns: header.ts_ns, cpu: header.cpu, seq: header.seq };
     Ok(match header.kind {
         kind::EXEC => {
             let r: ExecRecord = read(bytes, "exec record")?;
             let len = (r.argv_len as usize).min(r.argv.len());
-            Event::Exec {
-                at,
-                pid: header.pid,
-                build: r.build,
-                comm: c_string(&r.comm),
-                argv: argv(&r.argv[..len]).iter().map(|a| redact::userinfo(a)).collect(),
+            let mut args = argv(&r.argv[..len]);
+            // An argument the window ends in (no NUL after it) is a prefix.
+            if len > 0 && r.argv[len - 1] != 0
+                && let Some(last) = args.last_mut()
+            {
+                *last = redact::cut(last);
             }
+            Event::Exec { at, pid: header.pid, build: r.build, comm: c_string(&r.comm), argv: args }
         }
         kind::ENVIRONMENT => {
             let r: EnvironmentRecord = read(bytes, "environment record")?;
             let env_len = (r.env_len as usize).min(ENV_CAPTURE);
             let path_len = (r.path_len as usize).min(r.path.len());
+            let truncated = env_len == ENV_CAPTURE;
+            // A cut block ends inside a variable: only whole ones are kept (a cut
+            // value could end inside a credential; `truncated` says some are missing).
+            let whole = if truncated { r.env[..env_len].iter().rposition(|&b| b == 0).map_or(0, |i| i + 1) } else { env_len };
             Event::Environment {
                 at,
                 build: r.build,
                 executable: c_string(&r.path[..path_len]),
-                vars: crate::goenv::relevant_environment(&r.env[..env_len]),
-                truncated: env_len == ENV_CAPTURE,
+                vars: crate::goenv::relevant_environment(&r.env[..whole]),
+                truncated,
             }
         }
         kind::FILE => {
@@ -204,11 +217,7 @@ pub fn decode(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeErro
                 },
                 protocol: protocol(r.protocol)?,
                 segment_len: r.segment_len,
-                // Secrets never leave the decode boundary: not into recordings either.
-                data: match redact::http_credentials(&r.data[..len]) {
-                    Some(scrubbed) => Bytes::from(scrubbed),
-                    None => Bytes::copy_from_slice(&r.data[..len]),
-                },
+                data: Bytes::copy_from_slice(&r.data[..len]),
             }
         }
         kind::HTTP_REQUEST => {
@@ -233,7 +242,7 @@ pub fn decode(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeErro
                 build: r.build,
                 goroutine: r.goroutine,
                 method,
-                url: redact::url_query(&url),
+                url,
                 truncated: host_cut || path_cut || query_cut,
             }
         }
@@ -254,9 +263,10 @@ pub fn decode(bytes: &[u8], context: &DecodeContext) -> Result<Event, DecodeErro
             let error = (r.error_itab != 0).then(|| {
                 let text_len = (r.error_text_len as usize).min(r.error_text.len());
                 let text = String::from_utf8_lossy(&r.error_text[..text_len]);
+                let text_cut = text_len < r.error_text_len as usize;
+                let text = if text_cut { redact::cut(&text) } else { text.into_owned() };
                 let type_name = context.go_executables.error_type_name(r.binary, r.error_itab);
-                let text = redact::urls_in_text(&text);
-                crate::goerrors::describe(type_name.as_deref(), &text, text_len < r.error_text_len as usize)
+                crate::goerrors::describe(type_name.as_deref(), &text, text_cut)
             });
             Event::HttpResponse {
                 at,

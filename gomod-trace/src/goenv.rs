@@ -54,23 +54,6 @@ const NOT_REPORTED: [&str; 7] =
 pub const DEFAULT_GOPROXY: &str = "https://proxy.golang.org,direct";
 pub const DEFAULT_GOSUMDB: &str = "sum.golang.org";
 
-/// Redacts every URL-like element of a list value (`,`, `|` and space separated).
-pub fn redact_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    let mut element = String::new();
-    for c in value.chars() {
-        if matches!(c, ',' | '|' | ' ') {
-            out.push_str(&redact::userinfo(&element));
-            element.clear();
-            out.push(c);
-        } else {
-            element.push(c);
-        }
-    }
-    out.push_str(&redact::userinfo(&element));
-    out
-}
-
 /// The environment block (`NAME=value\0…`), reduced to [`VARIABLES`], redacted.
 pub fn relevant_environment(block: &[u8]) -> BTreeMap<String, String> {
     block
@@ -78,7 +61,7 @@ pub fn relevant_environment(block: &[u8]) -> BTreeMap<String, String> {
         .filter_map(|entry| {
             let entry = String::from_utf8_lossy(entry);
             let (name, value) = entry.split_once('=')?;
-            VARIABLES.contains(&name).then(|| (name.to_string(), redact_value(value)))
+            VARIABLES.contains(&name).then(|| (name.to_string(), redact::value(name, value)))
         })
         .collect()
 }
@@ -90,7 +73,7 @@ pub fn parse_env_file(text: &str) -> BTreeMap<String, String> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .filter_map(|l| l.split_once('='))
         .filter(|(name, _)| VARIABLES.contains(&name.trim()))
-        .map(|(name, value)| (name.trim().to_string(), redact_value(value.trim())))
+        .map(|(name, value)| (name.trim().to_string(), redact::value(name.trim(), value.trim())))
         .collect()
 }
 

@@ -16,6 +16,8 @@ pub const DATABASE: &str = "history.sqlite3";
 pub enum HistoryError {
     #[error("history database {path}: {source}")]
     Open { path: String, source: rusqlite::Error },
+    #[error("cannot create the history database {path}: {source}")]
+    Create { path: String, source: std::io::Error },
     #[error("history database: {0}")]
     Query(#[from] rusqlite::Error),
     #[error("history database: a stored timeline is not valid JSON: {0}")]
@@ -59,6 +61,35 @@ pub struct History {
     connection: Connection,
 }
 
+/// Creates the database file with mode 0600 before SQLite does (its journal and
+/// WAL files take the database's mode), and tightens the files of a history
+/// made by an older version: builds' argv and configuration are the owner's
+/// business (redacted, but private). A file this process cannot change (a
+/// reader that does not own it) is left as it is, with a warning.
+fn owner_only(database: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(database) {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let mut files = vec![database.to_path_buf()];
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut name = database.as_os_str().to_owned();
+        name.push(suffix);
+        files.push(name.into());
+    }
+    for file in files {
+        let Ok(meta) = std::fs::metadata(&file) else { continue };
+        if meta.permissions().mode() & 0o077 != 0
+            && let Err(e) = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+        {
+            tracing::warn!("{} is readable by others and cannot be made private: {e}", file.display());
+        }
+    }
+    Ok(())
+}
+
 fn unix_ns(rfc3339: &str) -> Option<i128> {
     time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
         .ok()
@@ -66,9 +97,11 @@ fn unix_ns(rfc3339: &str) -> Option<i128> {
 }
 
 impl History {
-    /// Opens (creating if needed) the database in `dir`.
+    /// Opens (creating if needed) the database in `dir`, readable by its owner
+    /// only (see [`owner_only`]).
     pub fn open(dir: &Path) -> Result<History, HistoryError> {
         let path = dir.join(DATABASE);
+        owner_only(&path).map_err(|source| HistoryError::Create { path: path.display().to_string(), source })?;
         let open_error = |source| HistoryError::Open { path: path.display().to_string(), source };
         let connection = Connection::open(&path).map_err(open_error)?;
         connection
@@ -276,5 +309,23 @@ mod tests {
         let h = History::open_existing(dir.path()).unwrap().unwrap();
         assert_eq!(h.count().unwrap(), 1);
         assert!(History::open_existing(&dir.path().join("missing")).unwrap().is_none());
+    }
+
+    #[test]
+    fn database_files_are_the_owners_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = History::open(dir.path()).unwrap();
+        h.insert(&build("a", &at(1), 0, &[]), KEEP, NOW).unwrap();
+        for name in [DATABASE, "history.sqlite3-wal", "history.sqlite3-shm"] {
+            assert_eq!(mode(&dir.path().join(name)), 0o600, "{name}");
+        }
+        drop(h);
+        // A history an older version left readable by all is made private.
+        let old = dir.path().join(DATABASE);
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        History::open(dir.path()).unwrap();
+        assert_eq!(mode(&old), 0o600);
     }
 }

@@ -22,4 +22,5 @@ pub mod probe;
 pub mod proto;
 pub mod record;
 pub mod redact;
+pub mod terminal;
 pub mod timeline;

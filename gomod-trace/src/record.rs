@@ -1,6 +1,9 @@
 //! The event stream as JSON lines: what `--record` writes and `replay` reads.
+//! A recording is readable by its owner only (it holds the build's argv,
+//! configuration and the first bytes of its packets, redacted but private).
 use std::{
-    fs::File,
+    fs::{File, OpenOptions, Permissions},
+    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
     io::{BufRead, BufReader, BufWriter, Write},
     path::Path,
 };
@@ -27,9 +30,12 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// Creates (or truncates) the recording, mode 0600 also when it existed.
     pub fn create(path: &Path) -> Result<Recorder, RecordError> {
         let display = path.display().to_string();
-        let file = File::create(path).map_err(|source| RecordError::Open { path: display.clone(), source })?;
+        let open_error = |source| RecordError::Open { path: display.clone(), source };
+        let file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(open_error)?;
+        file.set_permissions(Permissions::from_mode(0o600)).map_err(open_error)?;
         Ok(Recorder { path: display, out: BufWriter::new(file) })
     }
 
@@ -43,7 +49,8 @@ impl Recorder {
     }
 }
 
-/// Reads a recording whole; a malformed line is an error naming it.
+/// Reads a recording whole, redacted (one made by an older version may hold
+/// what is redacted now); a malformed line is an error naming it.
 pub fn read(path: &Path) -> Result<Vec<Event>, RecordError> {
     let display = path.display().to_string();
     let file = File::open(path).map_err(|source| RecordError::Open { path: display.clone(), source })?;
@@ -53,12 +60,54 @@ pub fn read(path: &Path) -> Result<Vec<Event>, RecordError> {
         if line.trim().is_empty() {
             continue;
         }
-        let event = serde_json::from_str(&line)
+        let mut event = serde_json::from_str(&line)
             .map_err(|source| RecordError::Parse { path: display.clone(), line: index + 1, source })?;
+        crate::redact::event(&mut event);
         events.push(event);
     }
     if !matches!(events.first(), Some(Event::Clock { .. })) {
         return Err(RecordError::Empty { path: display });
     }
     Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn recordings_are_the_owners_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let fresh = dir.path().join("fresh.jsonl");
+        Recorder::create(&fresh).unwrap().finish().unwrap();
+        assert_eq!(mode(&fresh), 0o600);
+        // Written over, a file that was readable by all becomes private too.
+        let old = dir.path().join("old.jsonl");
+        std::fs::write(&old, "x").unwrap();
+        std::fs::set_permissions(&old, Permissions::from_mode(0o644)).unwrap();
+        Recorder::create(&old).unwrap().finish().unwrap();
+        assert_eq!(mode(&old), 0o600);
+    }
+
+    #[test]
+    fn replay_redacts_what_an_older_version_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.jsonl");
+        std::fs::write(
+            &path,
+            concat!(
+                r#"{"event":"clock","monotonic_ns":1,"realtime_ns":2}"#,
+                "\n",
+                r#"{"event":"exec","ts_ns":3,"cpu":0,"seq":1,"pid":9,"build":9,"comm":"go","argv":["go","env","-w","GOPROXY=https://p,https://u:S3cret@corp/go,direct"]}"#,
+                "\n"
+            ),
+        )
+        .unwrap();
+        let events = read(&path).unwrap();
+        let Event::Exec { argv, .. } = &events[1] else { panic!("{events:?}") };
+        assert_eq!(argv[3], "GOPROXY=https://p,https://REDACTED@corp/go,direct");
+    }
 }

@@ -307,6 +307,59 @@ fn kill_9_loses_no_completed_build() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// Issue 15 §2 for the daemon: credentials in a build's argv (the second URL of
+/// a GOPROXY list, a header flag) and environment (the second URL) reach neither
+/// the API (list, timeline, running builds), the metrics, the daemon's log nor
+/// the history's files; the history is the owner's only, in a data directory the
+/// daemon created private.
+#[test]
+fn no_credential_of_a_build_reaches_the_api_the_metrics_or_the_history() {
+    use std::os::unix::fs::PermissionsExt as _;
+    if !lab_available("no_credential_of_a_build_reaches_the_api_the_metrics_or_the_history") {
+        return;
+    }
+    let lab = Lab::start();
+    lab.require_modules(1);
+    let data = lab.path("daemon-data");
+    let daemon = Daemon::start(&data);
+    let secrets = ["DaemonArgvSecondUrlPw1", "DaemonHeaderTok2", "DaemonEnvSecondUrlPw3"];
+    // Exits 2 (no such flag), and is a build all the same.
+    let goproxy_arg = format!("GOPROXY=https://{PROXY_NAME},https://u:{}@corp.lab.test/go,direct", secrets[0]);
+    let header = format!("Authorization: Bearer {}", secrets[1]);
+    let _ = lab.client_command(&["go", "env", "-H", &header, &goproxy_arg], &[]).output().unwrap();
+    let goproxy = format!("https://{PROXY_NAME},https://u:{}@corp.lab.test/go,direct", secrets[2]);
+    let status = lab.client_command(&["go", "mod", "download"], &[("GOPROXY", &goproxy)]).status().unwrap();
+    assert!(status.success());
+    wait_until("both builds in the history", Duration::from_secs(30), || recorded(daemon.addr).len() >= 2);
+
+    let mut outputs = vec![("/metrics".to_string(), get(daemon.addr, "/metrics").unwrap().1)];
+    for path in ["/api/v1/builds?limit=1000", "/api/v1/running"] {
+        outputs.push((path.to_string(), get(daemon.addr, path).unwrap().1));
+    }
+    for build in recorded(daemon.addr) {
+        let path = format!("/api/v1/builds/{}", build["id"].as_str().unwrap());
+        outputs.push((path.clone(), get(daemon.addr, &path).unwrap().1));
+    }
+    let api = outputs.iter().map(|(_, body)| body.as_str()).collect::<String>();
+    let (_, log) = daemon.stop_with_stderr("TERM");
+    outputs.push(("the daemon's log".to_string(), log));
+    for file in std::fs::read_dir(&data).unwrap() {
+        let file = file.unwrap();
+        outputs.push((file.path().display().to_string(), String::from_utf8_lossy(&std::fs::read(file.path()).unwrap()).into_owned()));
+    }
+    let leaks: Vec<String> = outputs
+        .iter()
+        .flat_map(|(what, body)| secrets.iter().filter(|s| body.contains(*s)).map(move |s| format!("{s} in {what}")))
+        .collect();
+    assert!(leaks.is_empty(), "secrets appear: {leaks:#?}");
+    // The builds were seen, with what is kept around the secrets.
+    assert!(api.contains("https://REDACTED@corp.lab.test/go") && api.contains("Authorization: REDACTED"), "{api}");
+
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data.join("history.sqlite3")), 0o600, "the history is the owner's only");
+    assert_eq!(mode(&data), 0o700, "the data directory the daemon created is private");
+}
+
 /// Percent-encodes a PromQL query for a URL.
 fn encode_query(query: &str) -> String {
     query.bytes().map(|b| if b.is_ascii_alphanumeric() || b"_.-".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()

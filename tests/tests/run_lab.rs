@@ -203,6 +203,90 @@ fn credentials_in_goproxy_never_appear_in_any_output() {
     );
 }
 
+/// Issue 15 §2: a credential anywhere in a build's argv (the second URL of a
+/// GOPROXY list, header flags, a `.netrc` line, GOAUTH, a secret-named Go
+/// flag), in its environment (the second and third URLs of GOPROXY) and in its
+/// GOENV file (as `go env -w` wrote it) appears in no output: the recording, the timeline JSON,
+/// every export format replayed from the recording, the text report and stderr.
+/// The recording is the owner's only.
+#[test]
+fn credentials_in_any_url_of_a_list_header_or_netrc_never_appear_in_any_output() {
+    use std::os::unix::fs::PermissionsExt as _;
+    with_each_go(
+        "credentials_in_any_url_of_a_list_header_or_netrc_never_appear_in_any_output",
+        |lab, _go| {
+            let secrets = [
+                "ArgvSecondUrlPw1", "GoflagsTok2", "HeaderBearer3", "PrivTok4", "NetrcPw5", "NetrcLogin6",
+                "GoauthArg7", "EnvSecondUrlPw8", "EnvThirdUrlTok9",
+            ];
+            let goenv = lab.path("goenv");
+            std::fs::write(&goenv, "").unwrap();
+            let script = format!(
+                "go env -w 'GOPROXY=https://{PROXY_NAME},https://user:{}@corp.lab.test/go,direct' 'GOFLAGS=-mod=mod -ldflags=-X=main.apiToken={}'; \
+                 go env -H 'Authorization: Bearer {}' --header='Private-Token: {}' 'machine corp.lab.test login {} password {}' 'GOAUTH=helper --token {}' 2>/dev/null; \
+                 go mod download",
+                secrets[0], secrets[1], secrets[2], secrets[3], secrets[5], secrets[4], secrets[6],
+            );
+            let goproxy = format!("https://{PROXY_NAME},https://user:{}@corp.lab.test/go|https://{}@third.lab.test,direct", secrets[7], secrets[8]);
+            let report = lab.path("report.txt");
+            let run = lab.traced_to(
+                "text",
+                &report,
+                &["sh", "-c", &script],
+                &[("GOPROXY", &goproxy), ("GOENV", goenv.to_str().unwrap())],
+                &[],
+                Duration::from_secs(180),
+            );
+            assert!(run.status.success(), "{}", run.stderr);
+            let written = std::fs::read_to_string(&goenv).unwrap();
+            assert!(written.contains(secrets[0]), "go env -w wrote the file the download reads: {written}");
+
+            // Every output, and what each is.
+            let mut outputs = vec![
+                ("recording".to_string(), std::fs::read(&run.events).unwrap()),
+                ("timeline JSON".to_string(), run.json.clone()),
+                ("text report".to_string(), std::fs::read(&report).unwrap()),
+                ("verbose text".to_string(), run.waterfall().into_bytes()),
+                ("stderr".to_string(), run.stderr.clone().into_bytes()),
+            ];
+            for format in ["perfetto", "html", "otlp"] {
+                let out = lab.path(&format!("export.{format}"));
+                let replayed = std::process::Command::new(gomod_trace_lab::gomod_trace_bin())
+                    .args(["replay", "--format", format, "--output"])
+                    .arg(&out)
+                    .arg(&run.events)
+                    .output()
+                    .expect("replay");
+                assert!(replayed.status.success(), "replay {format}: {}", String::from_utf8_lossy(&replayed.stderr));
+                outputs.push((format.to_string(), std::fs::read(&out).unwrap()));
+            }
+            let mut leaks = Vec::new();
+            for (what, bytes) in &outputs {
+                let text = String::from_utf8_lossy(bytes);
+                leaks.extend(secrets.iter().filter(|secret| text.contains(*secret)).map(|secret| format!("{secret} in the {what}")));
+            }
+            assert!(leaks.is_empty(), "secrets appear: {leaks:#?}");
+
+            // The positions were seen: the builds' argv, the config and the proxy.
+            let json = String::from_utf8_lossy(&run.json);
+            for shown in [
+                "https://REDACTED@corp.lab.test/go",
+                "Authorization: REDACTED",
+                "--header=Private-Token: REDACTED",
+                "machine corp.lab.test login REDACTED password REDACTED",
+                "GOAUTH=helper REDACTED",
+                "main.apiToken=REDACTED",
+            ] {
+                assert!(json.contains(shown), "the timeline shows {shown:?}:\n{json}");
+            }
+            let recording = String::from_utf8_lossy(&outputs[0].1);
+            assert!(recording.contains("\"goenv_file\":{\"path\""), "the GOENV file was read: {recording}");
+            let mode = std::fs::metadata(&run.events).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "the recording is the owner's only");
+        },
+    );
+}
+
 /// The kernel summarises a module cache it knows by the name cmd/go uses for its
 /// files: GOMODCACHE as written (here untidy: `//`, `.`, a trailing `/`) is
 /// cleaned first, as cmd/go's path joins clean it. Opens that tell nothing (the

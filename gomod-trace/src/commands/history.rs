@@ -135,7 +135,10 @@ pub async fn builds(args: &BuildsArgs) -> i32 {
             }
             let findings = if b.findings.is_empty() { "-".to_string() } else { b.findings.join(",") };
             let complete = if b.complete { "" } else { " (incomplete)" };
-            out.push_str(&format!("{:<26} {:<31} {exit:>4}  {command:<22} {findings}{complete}\n", b.id, b.started_at));
+            // Everything in the row came from the history or a daemon's answer.
+            let row = format!("{:<26} {:<31} {exit:>4}  {command:<22} {findings}{complete}", b.id, b.started_at);
+            out.push_str(&crate::terminal::printable(&row));
+            out.push('\n');
         }
     }
     let mut stdout = std::io::stdout().lock();

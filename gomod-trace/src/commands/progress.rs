@@ -92,7 +92,7 @@ fn describe(elapsed: Duration, running: &[Build]) -> String {
         .flat_map(Build::stalled_transfers)
         .map(|s| {
             let host = s.host.clone().or_else(|| s.addr.clone()).unwrap_or_default();
-            let host: String = host.chars().filter(|c| !c.is_control()).collect();
+            let host = crate::terminal::printable(&host);
             let open_for = s.duration_ms.map_or_else(String::new, |ms| format!(" (open {})", human_duration(ms)));
             format!("{host}:{}{open_for}", s.port.unwrap_or(0))
         })

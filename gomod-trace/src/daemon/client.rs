@@ -33,7 +33,7 @@ impl Answer {
                 .ok()
                 .and_then(|v| v["error"].as_str().map(str::to_string))
                 .unwrap_or_else(|| String::from_utf8_lossy(&self.body).trim().chars().take(200).collect());
-            return Err(failed(format!("HTTP {}: {message}", self.status)));
+            return Err(failed(format!("HTTP {}: {}", self.status, crate::terminal::printable(&message))));
         }
         serde_json::from_slice(&self.body).map_err(|e| failed(format!("not the answer of a gomod-trace daemon ({e})")))
     }

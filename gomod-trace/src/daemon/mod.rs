@@ -102,7 +102,10 @@ fn wall_ns() -> i128 {
 
 /// Takes the data directory's lock, or says who holds it.
 fn lock(data_dir: &Path) -> Result<File, String> {
-    std::fs::create_dir_all(data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    // Created private (an existing directory keeps the mode it was given).
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
     let path = data_dir.join(LOCK);
     let file = File::create(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     match file.try_lock() {

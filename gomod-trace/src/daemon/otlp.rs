@@ -703,8 +703,9 @@ impl Answer {
     /// may quote the request (a proxy's "invalid token …"): the credentials sent
     /// and any URL's userinfo are redacted.
     fn excerpt(&self, secrets: &[String]) -> String {
-        let text: String = String::from_utf8_lossy(&self.body).chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-        let text = redact::known_secrets(&redact::urls_in_text(&text), secrets);
+        // Redacted while its lines are lines (a header's value ends with its line).
+        let text = redact::known_secrets(&redact::text(&String::from_utf8_lossy(&self.body)), secrets);
+        let text: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
         text.chars().take(200).collect()
     }
 }
