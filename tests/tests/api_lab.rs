@@ -152,7 +152,7 @@ fn the_builds_api_is_not_reachable_off_the_node_with_the_daemonsets_arguments() 
     }
     // Nothing else of the daemon listens where another host could reach it.
     let addrs = listening(&lab.server_ns, daemon.0.id());
-    assert_eq!(addrs, [listen.clone()], "the daemon's TCP listeners");
+    assert_eq!(addrs, std::slice::from_ref(&listen), "the daemon's TCP listeners");
     // The API is a unix socket on the node, only root's.
     let socket = args.iter().find_map(|a| a.strip_prefix("--api-listen=unix:")).expect("the DaemonSet's API is a unix socket");
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
