@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::export::Format;
+use crate::{daemon::endpoint::ApiEndpoint, export::Format};
 
 /// Explains what the Go toolchain does on the network while it fetches modules:
 /// every DNS lookup, TCP connect, TLS handshake and HTTP exchange of a build, seen
@@ -42,12 +42,16 @@ pub enum Command {
     /// Trace every Go build on this host, keep each finished build in a history
     /// database, and serve metrics and the builds over HTTP.
     ///
-    /// Example: sudo gomod-trace daemon --listen 127.0.0.1:9464 --data-dir /var/lib/gomod-trace
+    /// Example: sudo gomod-trace daemon --listen 0.0.0.0:9464 --data-dir /var/lib/gomod-trace
     ///
-    /// Endpoints: /metrics (OpenMetrics), /api/v1/builds (?failed=true&since=6h&kind=KIND&limit=50&page=1),
-    /// /api/v1/builds/ID (timeline JSON), /healthz, /readyz. SIGTERM or SIGINT: stop
-    /// tracing, store the builds in progress (marked incomplete), exit 0. One daemon
-    /// per data directory: a second one exits with an error.
+    /// Two listeners. --listen (for Prometheus and probes): /metrics (OpenMetrics),
+    /// /healthz, /readyz. --api-listen (the builds: their command lines, Go
+    /// configuration and hosts, so root's unix socket by default): /api/v1/builds
+    /// (?failed=true&since=6h&kind=KIND&limit=50&page=1), /api/v1/builds/ID
+    /// (timeline JSON), /api/v1/running. The API listens off the host only with
+    /// --api-token-file. SIGTERM or SIGINT: stop tracing, store the builds in
+    /// progress (marked incomplete), exit 0. One daemon per data directory: a second
+    /// one exits with an error.
     Daemon(DaemonArgs),
     /// List recorded builds, newest first: asks the daemon's API, or reads its
     /// history database when no daemon answers (see --daemon, --data-dir).
@@ -85,14 +89,33 @@ pub struct ManPagesArgs {
 
 /// Where the daemon keeps its history (and its lock).
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/gomod-trace";
-/// Where the daemon serves its API and metrics.
+/// Where the daemon serves its metrics and health.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
 
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
-    /// Address of the HTTP API and /metrics.
+    /// Address of /metrics, /healthz and /readyz: for Prometheus and probes, it may
+    /// listen on the network (e.g. 0.0.0.0:9464). The builds API is not served
+    /// here (see --api-listen).
     #[arg(long, default_value = DEFAULT_LISTEN, value_name = "ADDR")]
     pub listen: std::net::SocketAddr,
+    /// Where the builds API is served: unix:PATH (a socket created 0660, in a
+    /// directory created 0750 when missing) or IP:PORT.
+    ///
+    /// An address off loopback (e.g. 0.0.0.0:9465) needs --api-token-file: the
+    /// daemon refuses to start otherwise. To let a group of users read builds
+    /// through the socket, give its directory that group and the setgid bit.
+    #[arg(long, default_value_t = ApiEndpoint::default_socket(), value_name = "unix:PATH|ADDR")]
+    pub api_listen: ApiEndpoint,
+    /// Require `Authorization: Bearer TOKEN` on every builds API request, TOKEN
+    /// being the content of FILE (surrounding whitespace trimmed; at least 16
+    /// printable characters, e.g. from `openssl rand -hex 32`).
+    ///
+    /// The file must not be open to other users (0600 or 0640), or the daemon
+    /// refuses to start. The token is read once, compared in constant time and
+    /// never logged. Requests without it, or with another, get 401.
+    #[arg(long, value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
     /// Directory of the history database.
     #[arg(long, default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
     pub data_dir: PathBuf,
@@ -172,15 +195,19 @@ pub struct BuildsArgs {
 }
 
 /// Where `builds` and `export` find the recorded builds. By default they ask the
-/// daemon at 127.0.0.1:9464 and, when nothing listens there, read the database
-/// in /var/lib/gomod-trace.
+/// daemon's API socket (/run/gomod-trace/api.sock) and, when no daemon is there,
+/// read the database in /var/lib/gomod-trace.
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    /// Ask the daemon's API at this address, and only there. Without --daemon or
-    /// --data-dir: the daemon at 127.0.0.1:9464, and when nothing listens there,
-    /// the database in /var/lib/gomod-trace.
-    #[arg(long, value_name = "ADDR", conflicts_with = "data_dir")]
-    pub daemon: Option<std::net::SocketAddr>,
+    /// Ask the daemon's builds API here (its --api-listen: unix:PATH or IP:PORT),
+    /// and only here. Without --daemon or --data-dir: unix:/run/gomod-trace/api.sock,
+    /// and when no daemon is there, the database in /var/lib/gomod-trace.
+    #[arg(long, value_name = "unix:PATH|ADDR", conflicts_with = "data_dir")]
+    pub daemon: Option<ApiEndpoint>,
+    /// Send the token in FILE (`Authorization: Bearer …`), for a daemon started
+    /// with --api-token-file.
+    #[arg(long, value_name = "FILE", conflicts_with = "data_dir")]
+    pub api_token_file: Option<PathBuf>,
     /// Read the history database in this data directory (safe while the daemon
     /// writes it; needs read access to the directory).
     #[arg(long, value_name = "DIR")]

@@ -171,6 +171,7 @@ fn build(s: &[String], cut_secret: &str, pad: usize) -> Build {
         }),
         goroot_go_env: None,
         go_mod: None,
+        refused: Vec::new(),
     });
     let children: Vec<Vec<String>> = vec![
         args(&[

@@ -14,6 +14,7 @@
 //! Everything a lab creates (namespaces, veth pair, /etc/netns files, processes,
 //! temporary files) is removed when it is dropped, also when a test panics. Traffic
 //! stays inside the lab's own namespaces.
+pub mod daemonset;
 pub mod viewers;
 
 use std::{

@@ -17,7 +17,10 @@ use serde_json::Value;
 /// A daemon process, killed when dropped.
 struct Daemon {
     child: Child,
+    /// Metrics and health.
     addr: SocketAddr,
+    /// The builds API, on loopback.
+    api: SocketAddr,
 }
 
 impl Daemon {
@@ -28,16 +31,17 @@ impl Daemon {
     /// A daemon with more options on its command line.
     fn start_with(data_dir: &Path, args: &[&str]) -> Daemon {
         // A free port on loopback, then released for the daemon to bind.
-        let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let free = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let (addr, api) = (free(), free());
         let child = Command::new(gomod_trace_bin())
-            .args(["daemon", "--listen", &addr.to_string(), "--data-dir"])
+            .args(["daemon", "--listen", &addr.to_string(), "--api-listen", &api.to_string(), "--data-dir"])
             .arg(data_dir)
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start the daemon");
-        let daemon = Daemon { child, addr };
+        let daemon = Daemon { child, addr, api };
         wait_until("the daemon to be ready", Duration::from_secs(30), || {
             get(daemon.addr, "/readyz").is_ok_and(|(status, _)| status == 200)
         });
@@ -167,8 +171,8 @@ fn daemon_records_concurrent_builds_it_did_not_start() {
         let status = child.wait().unwrap();
         assert_eq!(status.success(), i < 8, "build {i}: {status}");
     }
-    wait_until("ten builds in the history", Duration::from_secs(30), || downloads(&recorded(daemon.addr)).len() >= 10);
-    let builds = recorded(daemon.addr);
+    wait_until("ten builds in the history", Duration::from_secs(30), || downloads(&recorded(daemon.api)).len() >= 10);
+    let builds = recorded(daemon.api);
     let downloads = downloads(&builds);
     assert_eq!(downloads.len(), 10, "{builds:#?}");
     let (ok, failed): (Vec<&Value>, Vec<&Value>) = downloads.iter().copied().partition(|b| b["exit_code"] == 0);
@@ -176,7 +180,7 @@ fn daemon_records_concurrent_builds_it_did_not_start() {
     for b in &ok {
         assert_clean(b);
         // The whole timeline: four modules through the proxy.
-        let (status, t) = get_json(daemon.addr, &format!("/api/v1/builds/{}", b["id"].as_str().unwrap()));
+        let (status, t) = get_json(daemon.api, &format!("/api/v1/builds/{}", b["id"].as_str().unwrap()));
         assert_eq!(status, 200);
         assert_eq!(t["schema_version"], 1);
         let modules = t["builds"][0]["spans"].as_array().unwrap().iter().filter(|s| s["kind"] == "module").count();
@@ -187,13 +191,13 @@ fn daemon_records_concurrent_builds_it_did_not_start() {
     }
 
     // Filters and pages.
-    let (_, only_failed) = get_json(daemon.addr, "/api/v1/builds?failed=true&kind=connect_refused");
+    let (_, only_failed) = get_json(daemon.api, "/api/v1/builds?failed=true&kind=connect_refused");
     assert_eq!(only_failed["builds"].as_array().unwrap().len(), 2);
-    let (_, page) = get_json(daemon.addr, "/api/v1/builds?limit=3&page=2&since=1h");
+    let (_, page) = get_json(daemon.api, "/api/v1/builds?limit=3&page=2&since=1h");
     assert_eq!((page["builds"].as_array().unwrap().len(), page["page"].as_u64()), (3, Some(2)));
 
     // The CLI through the API: the same listing, filters and timelines.
-    let cli = |args: &[&str]| Command::new(gomod_trace_bin()).args(args).args(["--daemon", &daemon.addr.to_string()]).output().unwrap();
+    let cli = |args: &[&str]| Command::new(gomod_trace_bin()).args(args).args(["--daemon", &daemon.api.to_string()]).output().unwrap();
     let out = cli(&["builds", "--json", "--limit", "1000"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap(), builds);
@@ -203,7 +207,7 @@ fn daemon_records_concurrent_builds_it_did_not_start() {
     let id = failed[0]["id"].as_str().unwrap();
     let out = cli(&["export", id, "--format", "json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap(), get_json(daemon.addr, &format!("/api/v1/builds/{id}")).1);
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap(), get_json(daemon.api, &format!("/api/v1/builds/{id}")).1);
     let out = cli(&["export", "12345-67890"]);
     assert_eq!(out.status.code(), Some(1), "an unknown build: {}", String::from_utf8_lossy(&out.stderr));
     let nobody = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
@@ -237,11 +241,11 @@ fn daemon_records_concurrent_builds_it_did_not_start() {
         ("/api/v1/builds/12345-67890", 404),
         ("/nowhere", 404),
     ] {
-        let (got, body) = get_json(daemon.addr, path);
+        let (got, body) = get_json(daemon.api, path);
         assert_eq!(got, status, "{path}: {body}");
         assert!(body["error"].is_string(), "{path}: {body}");
     }
-    let (got, _) = exchange(daemon.addr, b"POST /api/v1/builds HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let (got, _) = exchange(daemon.api, b"POST /api/v1/builds HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
     assert_eq!(got, 405);
     let (got, _) = exchange(daemon.addr, b"\x16\x03\x01garbage\r\n\r\n").unwrap();
     assert_eq!(got, 400, "not HTTP");
@@ -269,7 +273,7 @@ fn kill_9_loses_no_completed_build() {
             .unwrap();
         assert!(status.success());
     }
-    wait_until("three builds in the history", Duration::from_secs(30), || downloads(&recorded(daemon.addr)).len() >= 3);
+    wait_until("three builds in the history", Duration::from_secs(30), || downloads(&recorded(daemon.api)).len() >= 3);
     // A build in flight when the daemon dies: a stalled download.
     let mut stalled = lab
         .client_command(&["go", "mod", "download"], &[("GOPROXY", "https://stall.lab.test"), ("GOMODCACHE", lab.path("modcache-stall").to_str().unwrap())])
@@ -291,7 +295,7 @@ fn kill_9_loses_no_completed_build() {
         .expect("python3's sqlite3");
     assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), "ok", "{}", String::from_utf8_lossy(&check.stderr));
     let daemon = Daemon::start(&data);
-    let builds = recorded(daemon.addr);
+    let builds = recorded(daemon.api);
     assert_eq!(downloads(&builds).iter().filter(|b| b["exit_code"] == 0).count(), 3, "{builds:#?}");
     // The CLI reads the same history.
     let out = Command::new(gomod_trace_bin()).args(["builds", "--json", "--data-dir"]).arg(&data).output().unwrap();
@@ -330,15 +334,17 @@ fn no_credential_of_a_build_reaches_the_api_the_metrics_or_the_history() {
     let goproxy = format!("https://{PROXY_NAME},https://u:{}@corp.lab.test/go,direct", secrets[2]);
     let status = lab.client_command(&["go", "mod", "download"], &[("GOPROXY", &goproxy)]).status().unwrap();
     assert!(status.success());
-    wait_until("both builds in the history", Duration::from_secs(30), || recorded(daemon.addr).len() >= 2);
+    wait_until("both builds in the history", Duration::from_secs(30), || recorded(daemon.api).len() >= 2);
 
     let mut outputs = vec![("/metrics".to_string(), get(daemon.addr, "/metrics").unwrap().1)];
-    for path in ["/api/v1/builds?limit=1000", "/api/v1/running"] {
-        outputs.push((path.to_string(), get(daemon.addr, path).unwrap().1));
-    }
-    for build in recorded(daemon.addr) {
-        let path = format!("/api/v1/builds/{}", build["id"].as_str().unwrap());
-        outputs.push((path.clone(), get(daemon.addr, &path).unwrap().1));
+    let answer = |path: &str| {
+        let (status, body) = get(daemon.api, path).unwrap();
+        assert_eq!(status, 200, "{path}: {body}");
+        (path.to_string(), body)
+    };
+    outputs.extend(["/api/v1/builds?limit=1000", "/api/v1/running"].map(answer));
+    for build in recorded(daemon.api) {
+        outputs.push(answer(&format!("/api/v1/builds/{}", build["id"].as_str().unwrap())));
     }
     let api = outputs.iter().map(|(_, body)| body.as_str()).collect::<String>();
     let (_, log) = daemon.stop_with_stderr("TERM");
@@ -497,14 +503,14 @@ fn a_full_ring_buffer_is_counted_and_marks_the_build_incomplete() {
     eprintln!("the reader found the ring {:.0}% full; {lost} events lost", fill * 100.0);
     assert!(lost > 1000.0, "{lost} events lost");
     wait_until("the generate build in the history", Duration::from_secs(30), || {
-        recorded(daemon.addr).iter().any(|b| b["command"][1] == "generate")
+        recorded(daemon.api).iter().any(|b| b["command"][1] == "generate")
     });
-    let builds = recorded(daemon.addr);
+    let builds = recorded(daemon.api);
     let build = builds.iter().find(|b| b["command"][1] == "generate").unwrap();
     assert_eq!(build["complete"], false, "{build:#}");
     assert_eq!(build["exit_code"], 0, "{build:#}");
     assert!(build["findings"].as_array().unwrap().contains(&"incomplete_trace".into()), "{build:#}");
-    let (_, timeline) = get_json(daemon.addr, &format!("/api/v1/builds/{}", build["id"].as_str().unwrap()));
+    let (_, timeline) = get_json(daemon.api, &format!("/api/v1/builds/{}", build["id"].as_str().unwrap()));
     let finding = timeline["builds"][0]["findings"].as_array().unwrap().iter().find(|f| f["kind"] == "incomplete_trace").cloned();
     assert!(finding.is_some_and(|f| f["message"].as_str().unwrap().contains("lost")), "{timeline:#}");
 
@@ -512,8 +518,8 @@ fn a_full_ring_buffer_is_counted_and_marks_the_build_incomplete() {
     lab.require_modules(1);
     let status = lab.client_command(&["go", "mod", "download"], &[]).status().unwrap();
     assert!(status.success());
-    wait_until("the download after the loss", Duration::from_secs(30), || !downloads(&recorded(daemon.addr)).is_empty());
-    assert_clean(downloads(&recorded(daemon.addr))[0]);
+    wait_until("the download after the loss", Duration::from_secs(30), || !downloads(&recorded(daemon.api)).is_empty());
+    assert_clean(downloads(&recorded(daemon.api))[0]);
 }
 
 /// The cgroup v2 hierarchy's mount point, from /proc/self/mounts.
@@ -586,11 +592,11 @@ fn builds_in_containers_are_traced_with_their_own_configuration() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(!goenv.exists(), "the GOENV file must exist only inside the container");
 
-    wait_until("the container's build in the history", Duration::from_secs(30), || !downloads(&recorded(daemon.addr)).is_empty());
-    let builds = recorded(daemon.addr);
+    wait_until("the container's build in the history", Duration::from_secs(30), || !downloads(&recorded(daemon.api)).is_empty());
+    let builds = recorded(daemon.api);
     let build = downloads(&builds)[0];
     assert_clean(build);
-    let (_, timeline) = get_json(daemon.addr, &format!("/api/v1/builds/{}", build["id"].as_str().unwrap()));
+    let (_, timeline) = get_json(daemon.api, &format!("/api/v1/builds/{}", build["id"].as_str().unwrap()));
     let build = &timeline["builds"][0];
     assert_eq!(build["config"]["GOPROXY"], serde_json::json!({"value": "https://mirror.lab.test", "source": "goenv_file"}), "{build:#}");
     let spans = build["spans"].as_array().unwrap();
@@ -615,18 +621,14 @@ impl Drop for Container {
     }
 }
 
-/// The capabilities deploy/kubernetes/daemonset.yaml adds, as podman takes them
-/// (`BPF,PERFMON,…`): its `add:` line is a JSON-style list.
-fn daemonset_capabilities() -> String {
-    let manifest = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/daemonset.yaml")).unwrap();
-    let list = manifest.lines().find_map(|l| l.trim().strip_prefix("add:")).expect("the DaemonSet adds capabilities");
-    serde_json::from_str::<Vec<String>>(list.trim()).expect("a flow-style list of names").join(",")
-}
-
 /// The image `cargo xtask image` built (deploy/container/), run the way the
-/// DaemonSet runs it: the host's PID namespace, the DaemonSet's capabilities and nothing
-/// else, a read-only root, the host's cgroup hierarchy, BTF, tracefs and bpffs
-/// mounted in. It traces a build of the lab's client and stops cleanly.
+/// DaemonSet runs it: its arguments (the metrics port moved to a free one: the
+/// container shares the host's network here), the host's PID namespace, the
+/// DaemonSet's capabilities and nothing else, the runtime's default seccomp
+/// profile, a read-only root, the host's cgroup hierarchy, BTF, tracefs and
+/// bpffs mounted in, and the API's socket directory. It traces a build of the
+/// lab's client, serves it on the socket and not on the metrics port, and stops
+/// cleanly.
 #[test]
 fn the_container_image_traces_builds_as_the_daemonset_runs_it() {
     if !lab_available("the_container_image_traces_builds_as_the_daemonset_runs_it") {
@@ -645,8 +647,16 @@ fn the_container_image_traces_builds_as_the_daemonset_runs_it() {
     let data = lab.path("daemon-data");
     std::fs::create_dir_all(&data).unwrap();
     let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let capabilities = daemonset_capabilities();
-    assert_eq!(capabilities.split(',').count(), 6, "{capabilities}");
+    let capabilities = gomod_trace_lab::daemonset::capabilities().join(",");
+    assert_eq!(capabilities, "BPF,PERFMON,SYS_ADMIN,DAC_READ_SEARCH,SYS_PTRACE,SETUID,SETGID");
+    let run = lab.path("run-gomod-trace");
+    std::fs::create_dir_all(&run).unwrap();
+    let args: Vec<String> = gomod_trace_lab::daemonset::args()
+        .into_iter()
+        .map(|a| if a.starts_with("--listen=") { format!("--listen={addr}") } else { a })
+        .collect();
+    let socket = args.iter().find_map(|a| a.strip_prefix("--api-listen=unix:")).expect("the DaemonSet's API is a unix socket");
+    let socket = run.join(Path::new(socket).strip_prefix("/run/gomod-trace").expect("in /run/gomod-trace"));
     let container = Container(format!("gomod-trace-lab-{}", std::process::id()));
     let volume = |host: &str, inside: &str, mode: &str| format!("{host}:{inside}:{mode}");
     let started = Command::new("podman")
@@ -662,8 +672,9 @@ fn the_container_image_traces_builds_as_the_daemonset_runs_it() {
         .args(["--volume", &volume("/sys/kernel/tracing", "/sys/kernel/tracing", "ro")])
         .args(["--volume", &volume("/sys/fs/bpf", "/sys/fs/bpf", "rw")])
         .args(["--volume", &volume(data.to_str().unwrap(), "/var/lib/gomod-trace", "rw")])
+        .args(["--volume", &volume(run.to_str().unwrap(), "/run/gomod-trace", "rw")])
         .arg(&image)
-        .args(["daemon", &format!("--listen={addr}"), "--data-dir=/var/lib/gomod-trace", "--log-format=json"])
+        .args(&args)
         .output()
         .unwrap();
     assert!(started.status.success(), "podman run: {}", String::from_utf8_lossy(&started.stderr));
@@ -676,23 +687,60 @@ fn the_container_image_traces_builds_as_the_daemonset_runs_it() {
 
     let status = lab.client_command(&["go", "mod", "download"], &[]).status().unwrap();
     assert!(status.success());
-    wait_until("the build in the container's history", Duration::from_secs(30), || !downloads(&recorded(addr)).is_empty());
-    let builds = recorded(addr);
+    // The builds, through the API's socket as root on the node reads them.
+    let cli = |args: &[&str]| {
+        let out = Command::new(gomod_trace_bin()).args(args).arg("--daemon").arg(format!("unix:{}", socket.display())).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let listed = || cli(&["builds", "--json"]).as_array().cloned().unwrap_or_default();
+    wait_until("the build in the container's history", Duration::from_secs(30), || !downloads(&listed()).is_empty());
+    let builds = listed();
     let build = downloads(&builds)[0];
     assert_clean(build);
-    let (_, timeline) = get_json(addr, &format!("/api/v1/builds/{}", build["id"].as_str().unwrap()));
-    let modules = timeline["builds"][0]["spans"].as_array().unwrap().iter().filter(|s| s["kind"] == "module").count();
-    assert_eq!(modules, 2, "{timeline:#}");
+    let timeline = cli(&["export", build["id"].as_str().unwrap(), "--format", "json"]);
+    let spans = timeline["builds"][0]["spans"].as_array().unwrap();
+    assert_eq!(spans.iter().filter(|s| s["kind"] == "module").count(), 2, "{timeline:#}");
+    assert!(spans.iter().any(|s| s["kind"] == "connect" && s["outcome"] == "ok"), "connects traced: {timeline:#}");
     let (_, metrics) = get(addr, "/metrics").unwrap();
     assert!(metrics.contains("gomod_trace_builds_total{outcome=\"ok\"} 1"), "{metrics}");
+    assert_eq!(get(addr, "/api/v1/builds").unwrap().0, 404, "no builds on the metrics port");
+
+    // A build of another user: its GOENV file, its own and 0600, is read with its
+    // credentials (the DaemonSet's SETUID/SETGID), not refused. A `go` that is a
+    // copy of sleep, so that the build lives long enough to be read.
+    let home = Scratch(std::env::temp_dir().join(format!("gomod-trace-nobody-{}", std::process::id())));
+    std::fs::create_dir_all(&home.0).unwrap();
+    std::fs::write(home.0.join("env"), "GOPROXY=https://nobodys-proxy.lab.test\n").unwrap();
+    std::fs::copy("/usr/bin/sleep", home.0.join("go")).unwrap();
+    let owned = Command::new("sh")
+        .arg("-c")
+        .arg(format!("chmod 755 {d} && chmod 600 {d}/env && chown -R 65534:65534 {d}", d = home.0.display()))
+        .status()
+        .unwrap();
+    assert!(owned.success());
+    let nobody = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(home.0.join("go"))
+        .arg("2.005")
+        .env("GOENV", home.0.join("env"))
+        .status()
+        .unwrap();
+    assert!(nobody.success());
+    wait_until("nobody's build in the history", Duration::from_secs(30), || listed().iter().any(|b| b["command"][1] == "2.005"));
+    let build = listed().into_iter().find(|b| b["command"][1] == "2.005").unwrap();
+    let timeline = cli(&["export", build["id"].as_str().unwrap(), "--format", "json"]);
+    let read = &timeline["builds"][0];
+    assert_eq!(read["config"]["GOPROXY"], serde_json::json!({"value": "https://nobodys-proxy.lab.test", "source": "goenv_file"}), "{read:#}");
 
     // `podman stop` sends SIGTERM: the daemon flushes and exits 0.
     let stopped = Command::new("podman").args(["stop", "--time", "20", &container.0]).output().unwrap();
     assert!(stopped.status.success(), "{}", String::from_utf8_lossy(&stopped.stderr));
     let code = Command::new("podman").args(["inspect", "--format", "{{.State.ExitCode}}", &container.0]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&code.stdout).trim(), "0", "{}", logs());
-    // Its history is on the host's volume.
+    // Its history is on the host's volume; its socket is gone.
     assert!(data.join("history.sqlite3").exists());
+    assert!(!socket.exists(), "the socket is removed on exit");
 }
 
 /// A build that hangs on a proxy that stopped sending (over plain HTTP nothing
@@ -717,7 +765,7 @@ fn a_hanging_build_shows_its_stall_while_it_hangs() {
         .expect("start the build");
     let mut live = Value::Null;
     wait_until("the running build's stall", Duration::from_secs(40), || {
-        let (status, body) = get_json(daemon.addr, "/api/v1/running");
+        let (status, body) = get_json(daemon.api, "/api/v1/running");
         assert_eq!(status, 200, "{body}");
         live = body["builds"].as_array().and_then(|b| b.iter().find(|b| b["command"][0] == "go").cloned()).unwrap_or(Value::Null);
         live["findings"].as_array().is_some_and(|f| f.iter().any(|f| f["kind"] == "stalled_transfer"))
@@ -729,7 +777,7 @@ fn a_hanging_build_shows_its_stall_while_it_hangs() {
     assert!(step.try_wait().unwrap().is_none(), "the build still hangs");
     // The same build by its id, and the gauge.
     let id = live["id"].as_str().unwrap().to_string();
-    let (status, one) = get_json(daemon.addr, &format!("/api/v1/builds/{id}"));
+    let (status, one) = get_json(daemon.api, &format!("/api/v1/builds/{id}"));
     assert_eq!((status, &one["builds"][0]["state"]), (200, &Value::from("running")));
     assert!(metric(daemon.addr, "gomod_trace_stalled_connections").is_some_and(|n| n >= 1.0));
 
@@ -737,9 +785,9 @@ fn a_hanging_build_shows_its_stall_while_it_hangs() {
     let _ = Command::new("kill").args(["-TERM", &step.id().to_string()]).status();
     let _ = step.wait();
     wait_until("the killed build in the history", Duration::from_secs(20), || {
-        recorded(daemon.addr).iter().any(|b| b["id"] == id.as_str())
+        recorded(daemon.api).iter().any(|b| b["id"] == id.as_str())
     });
-    let (_, stored) = get_json(daemon.addr, &format!("/api/v1/builds/{id}"));
+    let (_, stored) = get_json(daemon.api, &format!("/api/v1/builds/{id}"));
     let stored = &stored["builds"][0];
     assert_eq!(stored["state"], Value::Null, "a finished build has no state");
     let kinds: Vec<&str> = stored["findings"].as_array().unwrap().iter().filter_map(|f| f["kind"].as_str()).collect();
@@ -747,7 +795,7 @@ fn a_hanging_build_shows_its_stall_while_it_hangs() {
     wait_until("the gauge back at 0", Duration::from_secs(10), || {
         metric(daemon.addr, "gomod_trace_stalled_connections") == Some(0.0)
     });
-    let (_, running) = get_json(daemon.addr, "/api/v1/running");
+    let (_, running) = get_json(daemon.api, "/api/v1/running");
     assert!(running["builds"].as_array().unwrap().iter().all(|b| b["id"] != id.as_str()));
 }
 
@@ -768,8 +816,8 @@ fn the_daemon_pushes_each_finished_build_over_otlp() {
 
     let status = lab.client_command(&["go", "mod", "download"], &[]).status().unwrap();
     assert!(status.success());
-    wait_until("the build in the history", Duration::from_secs(30), || !downloads(&recorded(daemon.addr)).is_empty());
-    let id = downloads(&recorded(daemon.addr))[0]["id"].as_str().unwrap().to_string();
+    wait_until("the build in the history", Duration::from_secs(30), || !downloads(&recorded(daemon.api)).is_empty());
+    let id = downloads(&recorded(daemon.api))[0]["id"].as_str().unwrap().to_string();
     let root_of_build = |requests: &[otlp::Received]| {
         requests
             .iter()
@@ -794,7 +842,7 @@ fn the_daemon_pushes_each_finished_build_over_otlp() {
 
     // The daemon's own export of that build, as timeline JSON.
     let out = Command::new(gomod_trace_bin())
-        .args(["export", &id, "--format", "json", "--daemon", &daemon.addr.to_string()])
+        .args(["export", &id, "--format", "json", "--daemon", &daemon.api.to_string()])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -832,13 +880,13 @@ fn export_writes_a_recorded_build_in_every_format() {
     let daemon = Daemon::start(&lab.path("daemon-data"));
     let status = lab.client_command(&["go", "mod", "download"], &[("GOPROXY", "https://s404.lab.test,direct")]).status().unwrap();
     assert!(status.success());
-    wait_until("the build in the history", Duration::from_secs(30), || !downloads(&recorded(daemon.addr)).is_empty());
-    let id = downloads(&recorded(daemon.addr))[0]["id"].as_str().unwrap().to_string();
+    wait_until("the build in the history", Duration::from_secs(30), || !downloads(&recorded(daemon.api)).is_empty());
+    let id = downloads(&recorded(daemon.api))[0]["id"].as_str().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let export = |format: &str| -> std::path::PathBuf {
         let path = dir.path().join(format!("build.{format}"));
         let out = Command::new(gomod_trace_bin())
-            .args(["export", &id, "--format", format, "--daemon", &daemon.addr.to_string(), "--output"])
+            .args(["export", &id, "--format", format, "--daemon", &daemon.api.to_string(), "--output"])
             .arg(&path)
             .output()
             .unwrap();
@@ -904,11 +952,11 @@ fn hostile_configuration_files_are_read_inside_the_build_or_refused() {
 
     let by_seconds = |builds: &[Value], seconds: &str| builds.iter().find(|b| b["command"][1] == seconds).cloned();
     wait_until("the hostile builds in the history", Duration::from_secs(30), || {
-        let builds = recorded(daemon.addr);
+        let builds = recorded(daemon.api);
         !downloads(&builds).is_empty() && ["2.001", "2.002", "2.003", "2.004"].iter().all(|s| by_seconds(&builds, s).is_some())
     });
-    let timeline = |build: &Value| get_json(daemon.addr, &format!("/api/v1/builds/{}", build["id"].as_str().unwrap())).1["builds"][0].clone();
-    let builds = recorded(daemon.addr);
+    let timeline = |build: &Value| get_json(daemon.api, &format!("/api/v1/builds/{}", build["id"].as_str().unwrap())).1["builds"][0].clone();
+    let builds = recorded(daemon.api);
     let download = timeline(downloads(&builds)[0]);
     assert_eq!(download["config"]["GOPROXY"], serde_json::json!({"value": "https://mirror.lab.test", "source": "goenv_file"}), "{download:#}");
     assert!(!download.to_string().contains("host-secret"), "{download:#}");
@@ -930,7 +978,7 @@ fn hostile_configuration_files_are_read_inside_the_build_or_refused() {
     let before = downloads(&builds).len();
     let status = lab.client_command(&["go", "mod", "download"], &[]).status().unwrap();
     assert!(status.success());
-    wait_until("a later build in the history", Duration::from_secs(30), || downloads(&recorded(daemon.addr)).len() > before);
+    wait_until("a later build in the history", Duration::from_secs(30), || downloads(&recorded(daemon.api)).len() > before);
     let rss_after = rss_kib(daemon.child.id());
     assert!(rss_after < rss_before + 64 * 1024, "RSS grew from {rss_before} KiB to {rss_after} KiB");
 }
@@ -978,11 +1026,11 @@ fn a_build_that_opens_endless_connections_is_cut_at_the_limits() {
     eprintln!("22,000 connections in {:?}", started.elapsed());
 
     wait_until("the generate build in the history", Duration::from_secs(30), || {
-        recorded(daemon.addr).iter().any(|b| b["command"][1] == "generate")
+        recorded(daemon.api).iter().any(|b| b["command"][1] == "generate")
     });
-    let build = recorded(daemon.addr).into_iter().find(|b| b["command"][1] == "generate").unwrap();
+    let build = recorded(daemon.api).into_iter().find(|b| b["command"][1] == "generate").unwrap();
     assert_eq!((build["complete"].as_bool(), build["exit_code"].as_i64()), (Some(false), Some(0)), "{build:#}");
-    let (_, timeline) = get_json(daemon.addr, &format!("/api/v1/builds/{}", build["id"].as_str().unwrap()));
+    let (_, timeline) = get_json(daemon.api, &format!("/api/v1/builds/{}", build["id"].as_str().unwrap()));
     let b = &timeline["builds"][0];
     let spans = b["spans"].as_array().unwrap().len();
     let notes: Vec<&str> = b["notes"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
@@ -1003,8 +1051,8 @@ fn a_build_that_opens_endless_connections_is_cut_at_the_limits() {
     // Still tracing, and within the limits a real build loses nothing.
     lab.require_modules(1);
     assert!(lab.client_command(&["go", "mod", "download"], &[]).status().unwrap().success());
-    wait_until("the download after the flood", Duration::from_secs(30), || !downloads(&recorded(daemon.addr)).is_empty());
-    assert_clean(downloads(&recorded(daemon.addr))[0]);
+    wait_until("the download after the flood", Duration::from_secs(30), || !downloads(&recorded(daemon.api)).is_empty());
+    assert_clean(downloads(&recorded(daemon.api))[0]);
 }
 
 /// A tmpfs mounted for a test, unmounted when dropped.
@@ -1063,8 +1111,8 @@ fn a_full_store_makes_the_daemon_unready_and_loses_no_build() {
 
     std::fs::remove_file(&filler).unwrap();
     wait_until("/readyz to recover", Duration::from_secs(20), || get(daemon.addr, "/readyz").is_ok_and(|(status, _)| status == 200));
-    wait_until("the build written", Duration::from_secs(10), || !downloads(&recorded(daemon.addr)).is_empty());
-    assert_clean(downloads(&recorded(daemon.addr))[0]);
+    wait_until("the build written", Duration::from_secs(10), || !downloads(&recorded(daemon.api)).is_empty());
+    assert_clean(downloads(&recorded(daemon.api))[0]);
     assert_eq!(metric(daemon.addr, "gomod_trace_dropped_total{what=\"history_writes\"}"), Some(0.0));
     drop(daemon);
 }
@@ -1087,4 +1135,13 @@ fn a_host_that_cannot_run_the_probes_exits_78() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{stderr}");
     assert!(stderr.contains("BTF") && stderr.contains("cannot run the probes"), "{stderr}");
+}
+
+/// A directory of the test's outside the lab, removed however the test ends.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

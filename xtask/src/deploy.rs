@@ -100,6 +100,11 @@ pub fn check(gomod_trace: &Path) -> Result<String> {
         .filter_map(|l| manifests.iter().find(|m| l.contains(&*m.to_string_lossy())).cloned())
         .collect();
     ensure!(passed + custom.len() == manifests.len(), "deploy/kubernetes: not every manifest passed:\n{validated}");
+    // The DaemonSet runs the image this version builds, never a moving tag.
+    let daemonset = std::fs::read_to_string(deploy.join("kubernetes/daemonset.yaml"))?;
+    let image = daemonset.lines().find_map(|l| l.trim().strip_prefix("image:")).map(str::trim).unwrap_or_default();
+    let pinned = format!(":{}", env!("CARGO_PKG_VERSION"));
+    ensure!(image.ends_with(&pinned), "deploy/kubernetes/daemonset.yaml: image {image:?} is not pinned to this version ({pinned})");
     // The custom resources, against the CRD's schema.
     let script = node_dir()?.join("validate-crds.mjs");
     std::fs::write(&script, CRD_VALIDATOR)?;

@@ -23,8 +23,8 @@ fn static_binary() -> Result<PathBuf> {
     Ok(workspace_root().join("target").join(&host).join("release/gomod-trace"))
 }
 
-/// Builds the image; returns its versioned tag. `latest` is the tag the
-/// DaemonSet names.
+/// Builds the image; returns its versioned tag, the one the DaemonSet names
+/// (`check-deploy` holds it to that); `latest` is only a convenience.
 pub fn build() -> Result<String> {
     let binary = static_binary()?;
     let context = tempfile::tempdir()?;

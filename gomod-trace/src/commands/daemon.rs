@@ -2,7 +2,7 @@
 use crate::{
     cli::DaemonArgs,
     commands::EXIT_TRACER_ERROR,
-    daemon::{self, DaemonConfig, otlp::OtlpConfig},
+    daemon::{self, DaemonConfig, auth::ApiToken, otlp::OtlpConfig},
     history::Retention,
 };
 
@@ -14,8 +14,17 @@ pub async fn daemon(args: DaemonArgs) -> i32 {
             return EXIT_TRACER_ERROR;
         }
     };
+    let api_token = match args.api_token_file.as_deref().map(ApiToken::read).transpose() {
+        Ok(token) => token,
+        Err(e) => {
+            eprintln!("gomod-trace: {e}");
+            return EXIT_TRACER_ERROR;
+        }
+    };
     daemon::run(DaemonConfig {
         listen: args.listen,
+        api: args.api_listen,
+        api_token,
         data_dir: args.data_dir,
         retention: Retention { max_age: args.retention, max_builds: args.max_builds },
         idle_timeout: args.idle_timeout,

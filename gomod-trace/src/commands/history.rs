@@ -3,16 +3,17 @@
 //! daemon writes it). Both print the same whichever they read.
 use std::{
     io::Write as _,
-    net::SocketAddr,
     path::{Path, PathBuf},
 };
 
 use super::{Console, EXIT_TRACER_ERROR, write_timeline};
 use crate::{
-    cli::{BuildsArgs, DEFAULT_DATA_DIR, DEFAULT_LISTEN, ExportArgs, HistoryArgs},
+    cli::{BuildsArgs, DEFAULT_DATA_DIR, ExportArgs, HistoryArgs},
     daemon::{
         api::valid_build_id,
+        auth::read_client_token,
         client::{self, ClientError},
+        endpoint::ApiEndpoint,
     },
     history::{BuildSummary, Filter, History},
     timeline::{Build, FINDING_KINDS, SCHEMA_VERSION, Timeline},
@@ -23,25 +24,38 @@ pub const EXIT_NOT_FOUND: i32 = 1;
 
 /// Where the recorded builds are read.
 enum Source {
-    /// The daemon's API; with `fallback`, the default database when nothing
-    /// listens there.
-    Api { addr: SocketAddr, fallback: bool },
+    /// The daemon's API (with its token, if one is given); with `fallback`, the
+    /// default database when no daemon is there.
+    Api { api: Api, fallback: bool },
     Database(PathBuf),
 }
 
+/// The daemon's builds API, and the token it wants.
+struct Api {
+    endpoint: ApiEndpoint,
+    token: Option<String>,
+}
+
+impl Api {
+    async fn get(&self, path: &str) -> Result<client::Answer, ClientError> {
+        client::get(&self.endpoint, path, self.token.as_deref()).await
+    }
+}
+
 impl Source {
-    fn of(args: &HistoryArgs) -> Source {
-        match (args.daemon, &args.data_dir) {
+    fn of(args: &HistoryArgs) -> Result<Source, String> {
+        let token = args.api_token_file.as_deref().map(read_client_token).transpose()?;
+        Ok(match (&args.daemon, &args.data_dir) {
             (_, Some(dir)) => Source::Database(dir.clone()),
-            (Some(addr), None) => Source::Api { addr, fallback: false },
-            (None, None) => Source::Api { addr: DEFAULT_LISTEN.parse().expect("the default address parses"), fallback: true },
-        }
+            (Some(endpoint), None) => Source::Api { api: Api { endpoint: endpoint.clone(), token }, fallback: false },
+            (None, None) => Source::Api { api: Api { endpoint: ApiEndpoint::default_socket(), token }, fallback: true },
+        })
     }
 
     /// Asks the API (`api`) or reads the database (`database`), as chosen.
     async fn read<T, F>(
         self,
-        api: impl FnOnce(SocketAddr) -> F,
+        api: impl FnOnce(Api) -> F,
         database: impl FnOnce(&History) -> Result<T, crate::history::HistoryError>,
     ) -> Result<T, String>
     where
@@ -49,9 +63,9 @@ impl Source {
     {
         let history = match self {
             Source::Database(dir) => open(&dir)?,
-            Source::Api { addr, fallback } => match api(addr).await {
-                Err(ClientError::NotRunning(_)) if fallback => {
-                    open(Path::new(DEFAULT_DATA_DIR)).map_err(|e| format!("no daemon answers at {addr}, and {e}"))?
+            Source::Api { api: daemon, fallback } => match api(daemon).await {
+                Err(ClientError::NotRunning(endpoint)) if fallback => {
+                    open(Path::new(DEFAULT_DATA_DIR)).map_err(|e| format!("no daemon answers at {endpoint}, and {e}"))?
                 }
                 answer => return answer.map_err(|e| e.to_string()),
             },
@@ -72,7 +86,7 @@ fn open(dir: &Path) -> Result<History, String> {
 }
 
 /// The API's listing: the same filter as query parameters.
-async fn list_api(addr: SocketAddr, args: &BuildsArgs) -> Result<Vec<BuildSummary>, ClientError> {
+async fn list_api(api: Api, args: &BuildsArgs) -> Result<Vec<BuildSummary>, ClientError> {
     let mut path = format!("/api/v1/builds?limit={}", args.limit);
     if args.failed {
         path.push_str("&failed=true");
@@ -87,16 +101,16 @@ async fn list_api(addr: SocketAddr, args: &BuildsArgs) -> Result<Vec<BuildSummar
     struct Listing {
         builds: Vec<BuildSummary>,
     }
-    Ok(client::get(addr, &path).await?.json::<Listing>(addr)?.builds)
+    Ok(api.get(&path).await?.json::<Listing>(&api.endpoint)?.builds)
 }
 
 /// The API's timeline of one build; `None` when it does not know the build.
-async fn get_api(addr: SocketAddr, id: &str) -> Result<Option<Build>, ClientError> {
-    let answer = client::get(addr, &format!("/api/v1/builds/{id}")).await?;
+async fn get_api(api: Api, id: &str) -> Result<Option<Build>, ClientError> {
+    let answer = api.get(&format!("/api/v1/builds/{id}")).await?;
     if answer.status == 404 {
         return Ok(None);
     }
-    Ok(answer.json::<Timeline>(addr)?.builds.into_iter().next())
+    Ok(answer.json::<Timeline>(&api.endpoint)?.builds.into_iter().next())
 }
 
 pub async fn builds(args: &BuildsArgs) -> i32 {
@@ -114,7 +128,8 @@ pub async fn builds(args: &BuildsArgs) -> i32 {
         limit: args.limit,
         offset: 0,
     };
-    let builds = match Source::of(&args.history).read(|addr| list_api(addr, args), |h| h.list(&filter)).await {
+    let source = Source::of(&args.history);
+    let builds = match async { source?.read(|api| list_api(api, args), |h| h.list(&filter)).await }.await {
         Ok(builds) => builds,
         Err(e) => {
             eprintln!("gomod-trace: {e}");
@@ -157,7 +172,8 @@ pub async fn export(args: &ExportArgs) -> i32 {
         eprintln!("gomod-trace: {:?} is not a build id: ids are digits and dashes, as `gomod-trace builds` lists them", args.id);
         return 2;
     }
-    match Source::of(&args.history).read(|addr| get_api(addr, &args.id), |h| h.get(&args.id)).await {
+    let source = Source::of(&args.history);
+    match async { source?.read(|api| get_api(api, &args.id), |h| h.get(&args.id)).await }.await {
         Ok(Some(build)) => {
             let timeline = Timeline { schema_version: SCHEMA_VERSION, builds: vec![build] };
             match write_timeline(&timeline, &args.output, Console::Stdout) {

@@ -1,7 +1,10 @@
-//! The daemon's HTTP API: `/metrics` (OpenMetrics), `/api/v1/builds` (newest
-//! first; `failed`, `since`, `kind`, `limit`, `page`), `/api/v1/builds/{id}` (the
-//! timeline JSON of contract.md, with that one build, finished or running),
-//! `/api/v1/running` (the builds still running, as they stand), `/healthz`, `/readyz`.
+//! The daemon's two HTTP servers. On `--listen`, for Prometheus and probes:
+//! `/metrics` (OpenMetrics), `/healthz`, `/readyz`. On `--api-listen` (a unix
+//! socket or loopback by default; off-host only with a token): the builds API,
+//! `/api/v1/builds` (newest first; `failed`, `since`, `kind`, `limit`, `page`),
+//! `/api/v1/builds/{id}` (the timeline JSON of contract.md, with that one build,
+//! finished or running), `/api/v1/running` (the builds still running, as they
+//! stand): the command lines, Go configuration and hosts of every build.
 //! Every error is a 4xx/5xx with a JSON body `{"error": "..."}`.
 use std::{collections::HashMap, sync::Arc};
 
@@ -15,7 +18,7 @@ use axum::{
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::Shared;
+use super::{Shared, auth::ApiToken, endpoint::ApiListener};
 use crate::{
     history::{Filter, History},
     timeline::{FINDING_KINDS, SCHEMA_VERSION, Timeline},
@@ -36,14 +39,13 @@ fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, message.into())
 }
 
-pub fn router(shared: Arc<Shared>) -> Router {
+/// What `--listen` serves: metrics and health, nothing about any build.
+pub fn metrics_router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/api/v1/builds", get(list))
-        .route("/api/v1/running", get(running))
-        .route("/api/v1/builds/{id}", get(one))
+        .route("/api/{*rest}", get(|| async { ApiError(StatusCode::NOT_FOUND, NOT_HERE.into()) }))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported".into())
@@ -51,13 +53,48 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let shutdown = async move {
-        let _ = stop.wait_for(|stopped| *stopped).await;
-    };
-    if let Err(e) = axum::serve(listener, router(shared)).with_graceful_shutdown(shutdown).await {
-        tracing::error!("HTTP server stopped: {e}");
+/// The metrics listener's answer to a builds API path.
+const NOT_HERE: &str = "the builds API is not served on the metrics listener: see the daemon's --api-listen";
+
+/// What `--api-listen` serves: the builds, behind the token when there is one.
+pub fn builds_router(shared: Arc<Shared>, token: Option<ApiToken>) -> Router {
+    let router = Router::new()
+        .route("/api/v1/builds", get(list))
+        .route("/api/v1/running", get(running))
+        .route("/api/v1/builds/{id}", get(one))
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported".into())
+        })
+        .with_state(shared);
+    match token {
+        Some(token) => router.layer(axum::middleware::from_fn_with_state(token, super::auth::require_token)),
+        None => router,
     }
+}
+
+/// Serves the metrics listener until `stop`.
+pub async fn serve_metrics(listener: tokio::net::TcpListener, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    if let Err(e) = axum::serve(listener, metrics_router(shared)).with_graceful_shutdown(stopped(stop)).await {
+        tracing::error!("the metrics server stopped: {e}");
+    }
+}
+
+/// Serves the builds API until `stop`.
+pub async fn serve_builds(listener: ApiListener, shared: Arc<Shared>, token: Option<ApiToken>, stop: watch::Receiver<bool>) {
+    let router = builds_router(shared, token);
+    let served = match listener {
+        ApiListener::Tcp(listener) => axum::serve(listener, router).with_graceful_shutdown(stopped(stop)).await,
+        // The socket file goes when the server is done.
+        ApiListener::Unix(listener, _file) => axum::serve(listener, router).with_graceful_shutdown(stopped(stop)).await,
+    };
+    if let Err(e) = served {
+        tracing::error!("the builds API server stopped: {e}");
+    }
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {

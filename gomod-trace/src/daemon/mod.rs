@@ -8,12 +8,15 @@
 //! order (records from different CPUs arrive out of order), correlates them, and
 //! hands each build whose root has exited (and whose sockets had time to close)
 //! to the history writer and the metrics (and, when an endpoint is given, offers
-//! it to the OTLP exporter, which never holds the correlator up); the HTTP server
-//! reads the history and the metrics. All of them run in one supervised set
-//! (`supervise`): one that ends or panics while the daemon runs stops it with a
-//! non-zero status, so that the service manager restarts it.
+//! it to the OTLP exporter, which never holds the correlator up); two HTTP
+//! servers read the metrics (`--listen`) and the history (`--api-listen`).
+//! All of them run in one supervised set (`supervise`): one that ends or
+//! panics while the daemon runs stops it with a non-zero status, so that the
+//! service manager restarts it.
 pub mod api;
+pub mod auth;
 pub mod client;
+pub mod endpoint;
 pub mod health;
 pub mod otlp;
 mod roots;
@@ -69,7 +72,12 @@ const GONE_EVERY: Duration = Duration::from_secs(10);
 const LOCK: &str = "daemon.lock";
 
 pub struct DaemonConfig {
+    /// Metrics and health.
     pub listen: SocketAddr,
+    /// The builds API.
+    pub api: endpoint::ApiEndpoint,
+    /// What every API request must carry, if anything.
+    pub api_token: Option<auth::ApiToken>,
     pub data_dir: PathBuf,
     pub retention: Retention,
     /// A build with no event for this long is closed as it stands.
@@ -141,6 +149,26 @@ impl From<&str> for Failure {
     }
 }
 
+/// The builds API holds the command lines, Go configuration and hosts of every
+/// build: it leaves the host only behind a token, and never shares the metrics'
+/// port.
+fn check_api_safety(config: &DaemonConfig) -> Result<(), String> {
+    let endpoint::ApiEndpoint::Tcp(api) = &config.api else { return Ok(()) };
+    if api.port() == config.listen.port() {
+        return Err(format!(
+            "--api-listen {api} and --listen {} share a port: the builds API and the metrics are separate listeners",
+            config.listen
+        ));
+    }
+    if !config.api.on_host() && config.api_token.is_none() {
+        return Err(format!(
+            "refusing to serve the builds API on {api} without authentication: it holds the command lines, Go configuration and hosts of every build. Give --api-token-file FILE, or serve it on loopback or a unix socket (the default, unix:{})",
+            endpoint::DEFAULT_API_SOCKET
+        ));
+    }
+    Ok(())
+}
+
 pub async fn run(config: DaemonConfig) -> i32 {
     match serve(config).await {
         Ok(()) => 0,
@@ -159,12 +187,14 @@ pub async fn run(config: DaemonConfig) -> i32 {
 }
 
 async fn serve(config: DaemonConfig) -> Result<(), Failure> {
+    check_api_safety(&config)?;
     let _lock = lock(&config.data_dir)?;
     // The database must open before anything is traced into it.
     let history = History::open(&config.data_dir).map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let api_listener = endpoint::bind(&config.api).await?;
     let mut probe = Probe::attach(&ProbeOptions { go_command: config.go_command.clone(), scope: None }).map_err(|e| {
         if e.host_cannot_run() { Failure::Unsupported(e.to_string()) } else { Failure::Other(e.to_string()) }
     })?;
@@ -221,9 +251,10 @@ async fn serve(config: DaemonConfig) -> Result<(), Failure> {
     let correlate = correlate(events_rx, writer, offer, shared.clone(), config.idle_timeout, config.settings, config.limits);
     tasks.spawn("correlator", correlate);
     tasks.spawn("event reader", read(probe, ring, fill, context, events_tx, shared.clone(), stop_rx.clone()));
-    tasks.spawn("HTTP server", api::serve(listener, shared.clone(), stop_rx));
+    tasks.spawn("metrics server", api::serve_metrics(listener, shared.clone(), stop_rx.clone()));
+    tasks.spawn("builds API server", api::serve_builds(api_listener, shared.clone(), config.api_token, stop_rx));
     shared.health.set_attached(true);
-    tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "tracing every Go build on this host");
+    tracing::info!(listen = %config.listen, api = %config.api, data_dir = %config.data_dir.display(), "tracing every Go build on this host");
 
     let (mut sigint, mut sigterm) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
         (Ok(i), Ok(t)) => (i, t),
