@@ -1,7 +1,7 @@
 //! `gomod-trace daemon`: attach once, trace every Go build on the host, keep each
 //! finished build in the history database, serve the HTTP API and metrics.
 //!
-//! Three tasks, data flowing one way: the reader drains the kernel ring buffer
+//! Tasks, data flowing one way: the reader drains the kernel ring buffer
 //! into decoded batches and never waits (when the correlator falls behind, the
 //! bounded queue refuses a batch: its events are counted lost and the builds
 //! running then are marked incomplete); the correlator puts events back in time
