@@ -402,8 +402,9 @@ pub fn spawn(
     (offer, tokio::spawn(watch_over(task, metrics)))
 }
 
-/// Waits for the exporter task, to tell of a panic when it happens (the daemon
-/// looks at its tasks only when it stops).
+/// Waits for the exporter task, to count and tell of a panic when it happens;
+/// its end then ends this task, which the daemon supervises (it stops, to be
+/// restarted).
 async fn watch_over(task: tokio::task::JoinHandle<()>, metrics: OtlpMetrics) {
     let Err(e) = task.await else { return };
     if e.is_panic() {
@@ -412,7 +413,7 @@ async fn watch_over(task: tokio::task::JoinHandle<()>, metrics: OtlpMetrics) {
         let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
         tracing::error!(
             panic = what.as_deref().unwrap_or("?"),
-            "the OTLP exporter failed: finished builds are no longer exported until the daemon restarts"
+            "the OTLP exporter failed: the daemon stops, to be restarted"
         );
     }
 }
