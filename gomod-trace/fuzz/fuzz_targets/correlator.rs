@@ -126,6 +126,11 @@ fuzz_target!(|input: &[u8]| {
         correlator.open_transfers().is_empty(),
         "transfers left open after every build was taken"
     );
+    if std::env::var_os("GOMOD_TRACE_FUZZ_GROWTH").is_some() {
+        let rendered: usize = finished.iter().map(|b| serde_json::to_vec(b).map_or(0, |j| j.len())).sum();
+        let left = LIVE.load(Ordering::Relaxed).saturating_sub(baseline);
+        eprintln!("after every build was taken: {left} bytes held, with the rendered builds (~{rendered} bytes as JSON)");
+    }
 
     // Every export of what was seen; then the one-shot path (`run`, `replay`).
     let timeline = Timeline {

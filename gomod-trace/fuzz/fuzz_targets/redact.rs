@@ -75,8 +75,9 @@ fuzz_target!(|input: &[u8]| {
         String::from_utf8_lossy(&kept)
     );
 
-    // A secret this process sent, quoted back in any text.
-    let quoted = format!("{other}{secret}{text}{secret}");
+    // A secret this process sent, quoted back in any text (without the marker,
+    // which could join the `REDA…` of a replacement into a false leak).
+    let quoted = format!("{other}{secret}{}{secret}", text.replace('~', ""));
     let kept = redact::known_secrets(&quoted, std::slice::from_ref(&secret));
     assert!(!kept.contains(&secret), "{quoted:?} kept as {kept:?}");
 });
