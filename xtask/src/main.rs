@@ -7,6 +7,7 @@
 //!                       in the lab (clean, then with a firewall dropping packets)
 //!   cargo xtask bench   what the tracer costs: probes on untracked work, and a
 //!                       real `go mod download` of ~160 modules, side by side
+//!   cargo xtask fuzz    the parsers' libFuzzer targets, N seconds each
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -18,10 +19,14 @@ use anyhow::{Context as _, Result, bail, ensure};
 mod bench;
 mod deploy;
 mod download;
+mod fuzz;
 mod image;
 mod viewers;
 use clap::{Parser, Subcommand};
 
+/// Seconds each fuzz target runs in `cargo xtask test` (a smoke run; the long
+/// runs are `cargo xtask fuzz --seconds N`).
+const FUZZ_SMOKE_SECONDS: u64 = 20;
 /// The bpf-linker release known to build against the nightly's LLVM here.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages: the Go toolchains, the lab's peers and tools (git serves and
@@ -120,6 +125,16 @@ enum Task {
     /// Measure what gomod-trace costs: processes it does not track (the probes),
     /// and a real `go mod download` untraced, under `run`, under the daemon and
     /// under `strace -f`; interleaved, as ratios.
+    /// Run the libFuzzer targets of gomod-trace/fuzz one after another, each for
+    /// --seconds, from the corpus kept in the repository; fails on a crash. Part
+    /// of `test` (a short run of each).
+    Fuzz {
+        /// Seconds each target runs.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// The targets to run (default: all): decode, proto, gobin, goenv, redact, correlator.
+        targets: Vec<String>,
+    },
     Bench {
         /// Rounds per configuration (the configurations alternate in each round).
         #[arg(long, default_value_t = 5)]
@@ -271,6 +286,7 @@ pub(crate) fn setup() -> Result<()> {
     setup_packages()?;
     setup_rust_src()?;
     setup_bpf_linker()?;
+    fuzz::setup()?;
     deploy::setup()?;
     viewers::setup()?;
     step(&format!("setup done in {:.1} s", started.elapsed().as_secs_f64()));
@@ -334,6 +350,11 @@ fn test() -> Result<()> {
     let mut tally = Tally::default();
     step("unit, replay and parser tests");
     let unit = tally.cargo_test(&["--workspace", "--exclude", "gomod-trace-lab"]);
+    step(&format!("fuzz targets, {FUZZ_SMOKE_SECONDS} s each"));
+    let fuzzed = fuzz::fuzz(FUZZ_SMOKE_SECONDS, &[]);
+    if let Ok(fuzzed) = &fuzzed {
+        step(&format!("fuzz: {fuzzed}"));
+    }
     step("deploy/ manifests");
     let checked = deploy::check(&gomod_trace_lab::gomod_trace_bin())?;
     step(&format!("deploy/: {checked}"));
@@ -342,7 +363,7 @@ fn test() -> Result<()> {
     let image = image::build()?;
     step(&format!("image: {image}"));
     step("lab tests (root, network namespaces, real go; one at a time)");
-    let lab = unit.and_then(|()| tally.cargo_test(&["-p", "gomod-trace-lab", "--", "--test-threads=1"]));
+    let lab = unit.and(fuzzed.map(drop)).and_then(|()| tally.cargo_test(&["-p", "gomod-trace-lab", "--", "--test-threads=1"]));
     println!("xtask: {} passed, {} failed, {} skipped", tally.passed, tally.failed, tally.ignored);
     lab
 }
@@ -422,6 +443,11 @@ fn main() -> Result<()> {
             setup()?;
             build()?;
             step(&format!("deploy/: {}", deploy::check(&gomod_trace_lab::gomod_trace_bin())?));
+            Ok(())
+        }
+        Task::Fuzz { seconds, targets } => {
+            setup()?;
+            step(&format!("fuzz: {}", fuzz::fuzz(seconds, &targets)?));
             Ok(())
         }
         Task::Bench { rounds, workload, tracer } => {
