@@ -60,7 +60,12 @@ pub fn userinfo(url: &str) -> String {
         Some(i) => url.split_at(i + 3),
         None => ("", url),
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    // The authority ends at the first `/`, `?` or `#`; but a `?` or `#` before an
+    // `@` (and no `/`) is taken as part of a sloppy password, on the safe side.
+    let authority_end = match rest.find('/').map_or(rest, |slash| &rest[..slash]).rfind('@') {
+        Some(at) => at + 1,
+        None => rest.find(['/', '?', '#']).unwrap_or(rest.len()),
+    };
     match rest[..authority_end].rfind('@') {
         Some(at) => format!("{scheme}{REDACTED}{}", &rest[at..]),
         None => url.to_string(),
@@ -560,6 +565,22 @@ mod tests {
 
     fn args(words: &[&str]) -> Vec<String> {
         argv(&words.iter().map(|w| w.to_string()).collect::<Vec<_>>())
+    }
+
+    /// Found by the goenv fuzz target: a `#` in a password hid the `@` from the
+    /// URL rule, another rule redacted around it, and a second pass changed the
+    /// value again (a stored value must be final).
+    #[test]
+    fn a_sloppy_password_is_redacted_at_once() {
+        for (given, redacted) in [
+            ("https://u:p#ss@corp.example/go", "https://REDACTED@corp.example/go"),
+            ("https://u:p?ss@corp.example", "https://REDACTED@corp.example"),
+            ("X=hu:p#@pr/x,https://a.example", "REDACTED@pr/x,https://a.example"),
+        ] {
+            let once = super::value("GOPROXY", given);
+            assert_eq!(once, redacted);
+            assert_eq!(super::value("GOPROXY", &once), once);
+        }
     }
 
     #[test]

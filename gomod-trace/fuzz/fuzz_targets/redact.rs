@@ -9,7 +9,7 @@
 //! which the pieces around it never hold, so that finding it in an output can
 //! only mean it leaked.
 #![no_main]
-use gomod_trace::{goenv, redact};
+use gomod_trace::redact;
 use libfuzzer_sys::fuzz_target;
 
 /// Characters a host, a user or a path piece keeps (none that ends a URL's
@@ -28,10 +28,14 @@ fuzz_target!(|input: &[u8]| {
     let text = String::from_utf8_lossy(input);
     let _ = redact::userinfo(&text);
     let _ = redact::url_query(&text);
-    let _ = redact::urls_in_text(&text);
+    let _ = redact::text(&text);
+    let _ = redact::cut(&text);
+    let _ = redact::header(&text);
+    let _ = redact::goauth(&text);
+    let _ = redact::argv(&text.split(' ').map(String::from).collect::<Vec<_>>());
     let _ = redact::known_secrets(&text, &[text.chars().take(4).collect(), String::new()]);
     let _ = redact::http_credentials(input);
-    let _ = goenv::redact_value(&text);
+    let _ = redact::value("GOPROXY", &text);
 
     let Some((&choice, rest)) = input.split_first() else { return };
     let mut pieces = rest.split(|&b| b == 0xff);
@@ -47,8 +51,12 @@ fuzz_target!(|input: &[u8]| {
         format!("https://{other}{separator}{url}{separator}direct"),
         format!("{url}{separator}https://{other}"),
     ] {
-        let kept = goenv::redact_value(&list);
+        let kept = redact::value("GOPROXY", &list);
         assert!(!kept.contains(&secret), "list {list:?} kept as {kept:?}");
+        // The same list in a command line (`go env -w GOPROXY=…`, `env GOPROXY=…`).
+        let args = ["go".to_string(), "env".into(), "-w".into(), format!("GOPROXY={list}")];
+        let kept = redact::argv(&args).join(" ");
+        assert!(!kept.contains(&secret), "argv {args:?} kept as {kept:?}");
     }
     let kept = redact::userinfo(&url);
     assert!(!kept.contains(&secret), "{url:?} kept as {kept:?}");
@@ -63,7 +71,7 @@ fuzz_target!(|input: &[u8]| {
     // A URL quoted in an error text.
     for quote in ["\"", "'", "`", " "] {
         let message = format!("proxyconnect tcp: dial {quote}{url}{quote}: {other}");
-        let kept = redact::urls_in_text(&message);
+        let kept = redact::text(&message);
         assert!(!kept.contains(&secret), "{message:?} kept as {kept:?}");
     }
 
