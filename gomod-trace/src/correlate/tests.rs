@@ -959,24 +959,18 @@ fn endless_forks_and_builds_are_refused_past_their_limits_and_counted() {
             build: ROOT,
         });
     }
-    // 50 more go commands, each its own build, none ending.
+    // 50 more go commands, each its own build, none ending; each executed twice.
     for root in 10_000..10_050u32 {
-        let at = s.at(6 * MS);
-        s.events.push(Event::Exec {
-            at,
-            pid: root,
-            build: root,
-            comm: "go".into(),
-            argv: vec!["go".into()],
-        });
-        let at = s.at(6 * MS);
-        s.events.push(Event::Exec {
-            at,
-            pid: root,
-            build: root,
-            comm: "go".into(),
-            argv: vec!["go".into()],
-        });
+        for _ in 0..2 {
+            let at = s.at(6 * MS);
+            s.events.push(Event::Exec {
+                at,
+                pid: root,
+                build: root,
+                comm: "go".into(),
+                argv: vec!["go".into()],
+            });
+        }
     }
     let limits = super::Limits {
         processes: 100,
