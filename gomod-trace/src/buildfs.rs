@@ -63,7 +63,7 @@ impl BuildProcess {
         let stat = nix::fcntl::openat(&dir, "stat", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(exited)?;
         let mut text = String::new();
         std::fs::File::from(stat).take(4096).read_to_string(&mut text).map_err(|e| format!("cannot read its /proc stat: {e}"))?;
-        let started = start_monotonic_ns(&text).ok_or("cannot read its start time from /proc")?;
+        let started = crate::procstat::start_monotonic_ns(&text).ok_or("cannot read its start time from /proc")?;
         if started > seen_ns.saturating_add(START_TOLERANCE_NS) {
             return Err("the process had exited (its PID names a later process)".to_string());
         }
@@ -119,21 +119,6 @@ impl BuildProcess {
 /// How much later than seen a process may seem to start: the clocks are read one
 /// after the other when converting its start time.
 const START_TOLERANCE_NS: u64 = 1_000_000;
-
-/// When the process of a /proc/PID/stat text started, in CLOCK_MONOTONIC
-/// nanoseconds (the kernel gives clock ticks since boot, suspend included).
-fn start_monotonic_ns(stat: &str) -> Option<u64> {
-    use nix::time::{ClockId, clock_gettime};
-    // Field 22; the command name (field 2) is in parentheses and may hold anything.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let ticks: u64 = after_name.split_whitespace().nth(19)?.parse().ok()?;
-    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
-    let started_boot_ns = ticks.checked_mul(1_000_000_000)? / u64::try_from(per_second).ok()?.max(1);
-    let ns = |t: nix::sys::time::TimeSpec| (t.tv_sec() as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec() as u64);
-    let boot = ns(clock_gettime(ClockId::CLOCK_BOOTTIME).ok()?);
-    let monotonic = ns(clock_gettime(ClockId::CLOCK_MONOTONIC).ok()?);
-    Some(started_boot_ns.saturating_sub(boot.saturating_sub(monotonic)))
-}
 
 impl BuildRoot {
     /// A directory (as seen from here) taken as a build's root.

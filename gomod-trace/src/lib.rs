@@ -19,6 +19,7 @@ pub mod goerrors;
 pub mod history;
 pub mod metrics;
 pub mod probe;
+pub mod procstat;
 pub mod proto;
 pub mod record;
 pub mod redact;

@@ -36,7 +36,8 @@ pub const REDACTED: &str = "REDACTED";
 /// credential? Case-insensitive; the name's parts are split at anything not
 /// alphanumeric (`GITHUB_TOKEN`, `--api-key`, `X-Auth-Token`, `Proxy-Authorization`).
 pub fn names_a_secret(name: &str) -> bool {
-    const INSIDE: [&str; 8] = [
+    const INSIDE: [&str; 9] = [
+        "bearer",
         "token",
         "secret",
         "passw",
@@ -222,11 +223,9 @@ fn named_values(text: &str) -> String {
         // (Only found when consumed: the scan stays linear.)
         let line_end = || after.find(['\r', '\n']).unwrap_or(after.len());
         let bare_name = name.trim_start_matches('-');
-        // `Name: value`, and not `host.example:443` nor `scheme://`.
-        let field = (after.starts_with(": ")
-            || after.starts_with(":\t")
-            || after.len() == 1 && after == ":")
-            && !name.contains('.');
+        // `Name: value` or `Name:value`, and not `host.example:443` nor `scheme://`
+        // (only names that say secret are taken: `Authorization:Bearer x`).
+        let field = after.starts_with(':') && !after.starts_with("://") && !name.contains('.');
         if field && names_a_secret(bare_name) {
             // A header field: its value is the rest of the line.
             out.push_str(name);
@@ -262,33 +261,30 @@ fn named_values(text: &str) -> String {
 fn netrc(text: &str) -> String {
     // Words are compared without quotes: `printf 'machine h login u …'`.
     let keyword = |word: &str| word.trim_matches(['\'', '"', '`']).to_string();
-    text.split_inclusive('\n')
-        .map(|line| {
-            if !line
-                .split_whitespace()
-                .any(|w| matches!(keyword(w).as_str(), "machine" | "default"))
-            {
-                return line.to_string();
-            }
-            let mut out = String::with_capacity(line.len());
-            let mut secret_next = false;
-            for piece in line.split_inclusive(char::is_whitespace) {
-                let word = piece.trim_end();
-                if word.is_empty() {
-                    out.push_str(piece);
-                    continue;
-                }
-                if secret_next {
-                    out.push_str(REDACTED);
-                    out.push_str(&piece[word.len()..]);
-                } else {
-                    out.push_str(piece);
-                }
-                secret_next = matches!(keyword(word).as_str(), "login" | "password" | "account");
-            }
-            out
-        })
-        .collect()
+    // An entry may span lines (`machine h`, then `  login u`, `  password p`).
+    if !text
+        .split_whitespace()
+        .any(|w| matches!(keyword(w).as_str(), "machine" | "default"))
+    {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut secret_next = false;
+    for piece in text.split_inclusive(char::is_whitespace) {
+        let word = piece.trim_end();
+        if word.is_empty() {
+            out.push_str(piece);
+            continue;
+        }
+        if secret_next {
+            out.push_str(REDACTED);
+            out.push_str(&piece[word.len()..]);
+        } else {
+            out.push_str(piece);
+        }
+        secret_next = matches!(keyword(word).as_str(), "login" | "password" | "account");
+    }
+    out
 }
 
 /// Any text from outside (an argument, an error's text, a server's words):
@@ -567,6 +563,20 @@ mod tests {
         argv(&words.iter().map(|w| w.to_string()).collect::<Vec<_>>())
     }
 
+    /// Found in review: a header without a space after its colon, a bearer
+    /// flag, and a .netrc entry over several lines.
+    #[test]
+    fn headers_without_a_space_bearer_flags_and_netrc_over_lines() {
+        let kept = text("curl -H 'Authorization:Bearer tok1' https://h/x; echo PRIVATE-TOKEN:glpat2");
+        assert!(!kept.contains("tok1") && !kept.contains("glpat2"), "{kept}");
+        let kept = argv(&["curl".into(), "--oauth2-bearer".into(), "tok3".into()]).join(" ");
+        assert!(!kept.contains("tok3"), "{kept}");
+        let kept = text("machine h.example\n  login u4\n  password p5\n");
+        assert!(!kept.contains("u4") && !kept.contains("p5") && kept.contains("h.example"), "{kept}");
+        // Not headers: a port, a scheme.
+        assert_eq!(text("dial tcp h.example:443 and token://x"), "dial tcp h.example:443 and token://x");
+    }
+
     /// Found by the goenv fuzz target: a `#` in a password hid the `@` from the
     /// URL rule, another rule redacted around it, and a second pass changed the
     /// value again (a stored value must be final).
@@ -771,7 +781,8 @@ mod tests {
             text(
                 "machine corp.example login alice password p4ss\ndefault login anonymous password x\nlogin failed\n"
             ),
-            "machine corp.example login REDACTED password REDACTED\ndefault login REDACTED password REDACTED\nlogin failed\n"
+            // The last line is read as a .netrc would: a login (entries span lines).
+            "machine corp.example login REDACTED password REDACTED\ndefault login REDACTED password REDACTED\nlogin REDACTED\n"
         );
         assert_eq!(
             args(&["printf", "machine", "h", "login", "u", "password", "p"]),

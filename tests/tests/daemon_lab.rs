@@ -30,9 +30,11 @@ impl Daemon {
 
     /// A daemon with more options on its command line.
     fn start_with(data_dir: &Path, args: &[&str]) -> Daemon {
-        // A free port on loopback, then released for the daemon to bind.
-        let free = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let (addr, api) = (free(), free());
+        // Two free ports on loopback (both held until both are known, so they
+        // differ), then released for the daemon to bind.
+        let (metrics_port, api_port) = (TcpListener::bind("127.0.0.1:0").unwrap(), TcpListener::bind("127.0.0.1:0").unwrap());
+        let (addr, api) = (metrics_port.local_addr().unwrap(), api_port.local_addr().unwrap());
+        drop((metrics_port, api_port));
         let child = Command::new(gomod_trace_bin())
             .args(["daemon", "--listen", &addr.to_string(), "--api-listen", &api.to_string(), "--data-dir"])
             .arg(data_dir)
@@ -1127,7 +1129,7 @@ fn a_host_that_cannot_run_the_probes_exits_78() {
     }
     let data = tempfile::tempdir().unwrap();
     let script = format!(
-        "mount --bind /dev/null /sys/kernel/btf/vmlinux && exec {} daemon --listen 127.0.0.1:0 --data-dir {}",
+        "mount --bind /dev/null /sys/kernel/btf/vmlinux && exec {} daemon --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --data-dir {}",
         gomod_trace_bin().display(),
         data.path().display()
     );

@@ -122,9 +122,6 @@ enum Task {
     /// Build the container image (deploy/container/Containerfile) with podman:
     /// localhost/gomod-trace:VERSION and :latest. Part of `test`.
     Image,
-    /// Measure what gomod-trace costs: processes it does not track (the probes),
-    /// and a real `go mod download` untraced, under `run`, under the daemon and
-    /// under `strace -f`; interleaved, as ratios.
     /// Run the libFuzzer targets of gomod-trace/fuzz one after another, each for
     /// --seconds, from the corpus kept in the repository; fails on a crash. Part
     /// of `test` (a short run of each).
@@ -135,6 +132,9 @@ enum Task {
         /// The targets to run (default: all): decode, proto, gobin, goenv, redact, correlator.
         targets: Vec<String>,
     },
+    /// Measure what gomod-trace costs: processes it does not track (the probes),
+    /// and a real `go mod download` untraced, under `run`, under the daemon and
+    /// under `strace -f`; interleaved, as ratios.
     Bench {
         /// Rounds per configuration (the configurations alternate in each round).
         #[arg(long, default_value_t = 5)]

@@ -154,7 +154,10 @@ impl From<&str> for Failure {
 /// port.
 fn check_api_safety(config: &DaemonConfig) -> Result<(), String> {
     let endpoint::ApiEndpoint::Tcp(api) = &config.api else { return Ok(()) };
-    if api.port() == config.listen.port() {
+    // (Port 0 is any free port: two of them never meet.)
+    let same_port = api.port() == config.listen.port() && api.port() != 0;
+    let overlap = api.ip() == config.listen.ip() || api.ip().is_unspecified() || config.listen.ip().is_unspecified();
+    if same_port && overlap {
         return Err(format!(
             "--api-listen {api} and --listen {} share a port: the builds API and the metrics are separate listeners",
             config.listen

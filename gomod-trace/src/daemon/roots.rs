@@ -5,8 +5,6 @@
 //! DaemonSet has `hostPID: true`), as the probes do.
 use std::collections::HashSet;
 
-use nix::time::{ClockId, clock_gettime};
-
 /// Whether the process `pid` is the one that started a build at `build_start_ns`
 /// (CLOCK_MONOTONIC, the events' clock). `None` when it cannot be told (then the
 /// build is left to the idle timeout).
@@ -16,23 +14,9 @@ pub fn still_runs(pid: u32, build_start_ns: u64) -> Option<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(false),
         Err(_) => return None,
     };
-    let started_ticks = start_ticks(&stat)?;
-    let ticks_per_s = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??.max(1) as u64;
-    let tick_ns = 1_000_000_000 / ticks_per_s;
-    // /proc's start times count from boot (CLOCK_BOOTTIME); the events' clock
-    // stops during suspend (CLOCK_MONOTONIC).
-    let ns = |id| clock_gettime(id).ok().map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64);
-    let suspended_ns = ns(ClockId::CLOCK_BOOTTIME)?.saturating_sub(ns(ClockId::CLOCK_MONOTONIC)?);
-    let started_ns = (started_ticks * tick_ns).saturating_sub(suspended_ns);
+    let started_ns = crate::procstat::start_monotonic_ns(&stat)?;
     // A process forks before it executes go; one tick of slack for rounding.
-    Some(started_ns <= build_start_ns + tick_ns)
-}
-
-/// Field 22 of /proc/PID/stat (start time in clock ticks), counted after the
-/// command name's closing parenthesis (the name may hold spaces and parentheses).
-fn start_ticks(stat: &str) -> Option<u64> {
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(19)?.parse().ok()
+    Some(started_ns <= build_start_ns + crate::procstat::tick_ns())
 }
 
 /// Builds whose root was found gone twice in a row: the first sighting may be
@@ -54,14 +38,9 @@ impl GoneRoots {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use nix::time::{ClockId, clock_gettime};
 
-    #[test]
-    fn the_start_time_is_read_after_the_name() {
-        let stat = "4242 (go (build) x) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 3 0 123456 1000 10 18446744073709551615";
-        assert_eq!(start_ticks(stat), Some(123_456));
-        assert_eq!(start_ticks("garbage"), None);
-    }
+    use super::*;
 
     #[test]
     fn this_process_runs_and_a_reused_pid_does_not_count() {
