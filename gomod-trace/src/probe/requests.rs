@@ -135,12 +135,17 @@ impl Requests {
         if let Err(e) = set_offsets(ebpf, index, inspection.offsets) {
             return (not_traced(e), false);
         }
-        let mut points: Vec<(&str, u64)> = vec![
-            (ROUND_TRIP, inspection.round_trip.probe),
+        // The returns first and the request's entry last: the process runs
+        // while its probes are attached one by one, and a request seen starting
+        // must be seen returning (entry first, a request that started and
+        // returned between the two attaches was shown aborted, without status).
+        // A return seen without its start is ignored.
+        let mut points: Vec<(&str, u64)> = inspection.round_trip.returns.iter().map(|&ret| (ROUND_TRIP_RETURN, ret)).collect();
+        points.extend([
             (H1_CONNECTION, inspection.persist_conn_round_trip.probe),
             (H2_CONNECTION, inspection.h2_round_trip.probe),
-        ];
-        points.extend(inspection.round_trip.returns.iter().map(|&ret| (ROUND_TRIP_RETURN, ret)));
+            (ROUND_TRIP, inspection.round_trip.probe),
+        ]);
         // The kernel resolves this path to the file the descriptor holds.
         let target = format!("/proc/self/fd/{}", file.as_raw_fd());
         let mut links = Vec::new();
