@@ -46,14 +46,7 @@ impl Daemon {
     /// Starts the daemon in `ns` (`ip netns exec` execs it: the child is the
     /// daemon) and waits until its metrics port says ready, from `ns` itself.
     fn start(ns: &str, args: &[String], metrics: &str) -> Daemon {
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg(gomod_trace_bin())
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the daemon");
+        let child = spawn_daemon(ns, args);
         let mut daemon = Daemon(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while curl(ns, &[&format!("http://{metrics}/readyz")]).0 != 200 {
@@ -77,6 +70,18 @@ impl Daemon {
     }
 }
 
+/// The daemon started in `ns` (`ip netns exec` execs it: the child is the daemon).
+fn spawn_daemon(ns: &str, args: &[String]) -> Child {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(gomod_trace_bin())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the daemon")
+}
+
 /// curl in a namespace: the HTTP status (0 when no connection was made) and the body.
 fn curl(ns: &str, args: &[&str]) -> (u16, String) {
     let out = Command::new("ip")
@@ -91,14 +96,7 @@ fn curl(ns: &str, args: &[&str]) -> (u16, String) {
 
 /// The daemon run to completion with these arguments (one that must refuse to start).
 fn refused(ns: &str, args: &[String]) -> Output {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .arg(gomod_trace_bin())
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_daemon(ns, args);
     let deadline = Instant::now() + Duration::from_secs(20);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
