@@ -309,9 +309,9 @@ impl Probe {
     /// files: cleaned), and removes it when the build's root exits. The cache is
     /// handed over at once from the build's environment (GOMODCACHE, or the GOPATH
     /// and HOME defaults), since the build's files are read off the event path and
-    /// arrive later; it is corrected if they set GOMODCACHE. A cache the programs
-    /// cannot compare (too long) is left out: its extractions are then recorded
-    /// file by file.
+    /// arrive later; it is handed over again with them (it changes only if they
+    /// set GOMODCACHE). A cache the programs cannot compare (too long) is left
+    /// out: its extractions are then recorded file by file.
     fn watch_module_caches(&mut self, events: &[crate::event::Event]) {
         use crate::event::Event;
         let Some(map) = self.ebpf.map_mut("MODULE_CACHES") else { return };
@@ -333,11 +333,8 @@ impl Probe {
                 }
                 Event::ConfigFiles { build, goenv_file, goroot_go_env, .. } => {
                     let Some(vars) = self.environments.remove(build) else { continue };
-                    let sets_cache = |file: Option<&crate::goenv::ConfigFile>| file.is_some_and(|f| f.vars.contains_key("GOMODCACHE"));
-                    if !vars.contains_key("GOMODCACHE") && (sets_cache(goenv_file.as_ref()) || sets_cache(goroot_go_env.as_ref())) {
-                        let config = crate::goenv::effective(&vars, goenv_file.as_ref(), goroot_go_env.as_ref());
-                        hand_over(&mut caches, *build, &config);
-                    }
+                    let config = crate::goenv::effective(&vars, goenv_file.as_ref(), goroot_go_env.as_ref());
+                    hand_over(&mut caches, *build, &config);
                 }
                 Event::Exit { pid, build, .. } if pid == build => {
                     self.environments.remove(build);
